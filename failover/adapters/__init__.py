@@ -1,0 +1,1 @@
+"""Adapters: one module per external system. Only these touch Azure SDKs, Redis, HTTP or PostgreSQL."""

@@ -1,0 +1,408 @@
+"""Azure Table storage adapter (azure-data-tables): the one place that talks to the table.
+
+Layer: adapter. It takes a `TableClient` (built lazily by the runtime, or by tests against
+Azurite), reads and writes the layout defined in `table_codec`, counts its round trips and the
+entities it reads, and translates every SDK error into the project's own: ETag and insert
+conflicts become `ConcurrencyConflictError` (the caller re-reads and retries), transport failures
+and 5xx become `StorageUnavailableError`, anything else `StorageError`. It makes no decisions.
+
+Concurrency (https://learn.microsoft.com/azure/storage/tables/concurrency-manage): the `state` row
+is updated with If-Match on its ETag, inserts fail when the row exists, and an entity group
+transaction (one partition, at most 100 operations) is all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from failover.adapters import table_codec as codec
+from failover.errors import ConcurrencyConflictError, StorageError, StorageUnavailableError
+from failover.incidents import ServerState
+from failover.model import Effect, EffectStatus, Incident, IncidentStatus, Signal, TimelineEntry, Transition
+from failover.timeutil import sortable
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_BATCH = 100  # entity group transactions hold at most 100 operations
+_CONFLICT_CODES = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ConditionNotMet"}
+
+
+@dataclass(frozen=True)
+class SignalSnapshot:
+    """What one query returns before recording a signal: the state row and the dedupe marker."""
+
+    state: ServerState | None
+    etag: str | None
+    seen: bool
+    seen_incident_id: str | None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    row_key: str
+    server: str
+    target: str
+    kind: str  # effect | resolve
+    incident_id: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Page:
+    incidents: tuple[Incident, ...]
+    next_key: tuple[str, str] | None  # (partition, row key) to resume after
+
+
+class TableStore:
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.round_trips = 0
+        self.entities_read = 0
+        self._table_ready = False
+
+    @classmethod
+    def from_connection_string(cls, connection: str, table: str) -> TableStore:
+        """Build the client with short timeouts and few retries: callers answer 503 and Azure retries."""
+        from azure.data.tables import TableClient
+
+        client = TableClient.from_connection_string(
+            connection,
+            table_name=table,
+            retry_total=2,
+            retry_backoff_factor=0.2,
+            connection_timeout=3,
+            read_timeout=10,
+        )
+        return cls(client)
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.round_trips = 0
+            self.entities_read = 0
+
+    def _count(self, trips: int = 1, read: int = 0) -> None:
+        with self._lock:
+            self.round_trips += trips
+            self.entities_read += read
+
+    def ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self._call(self._client.create_table)
+        except ConcurrencyConflictError:
+            pass
+        except StorageError as error:
+            if not isinstance(error.__cause__, ResourceExistsError):
+                raise
+        self._table_ready = True
+
+    def ping(self) -> None:
+        self._query("PartitionKey eq @pk and RowKey eq @rk", {"pk": "~health", "rk": "~"}, limit=1)
+
+    # --- recording ----------------------------------------------------------------------------
+
+    def read_for_signal(self, server: str, signal_hash: str) -> SignalSnapshot:
+        """One round trip: the state row and the dedupe marker of this signal, together."""
+        rows = self._query(
+            # The SDK substitutes only @words that stand between spaces: keep the brackets apart.
+            "PartitionKey eq @pk and ( RowKey eq @state or RowKey eq @seen )",
+            {"pk": server, "state": codec.STATE_KEY, "seen": codec.seen_key(signal_hash)},
+        )
+        state_row = next((r for r in rows if r["RowKey"] == codec.STATE_KEY), None)
+        seen_row = next((r for r in rows if r["RowKey"] != codec.STATE_KEY), None)
+        return SignalSnapshot(
+            state=codec.state_from_entity(state_row) if state_row else None,
+            etag=_etag(state_row),
+            seen=seen_row is not None,
+            seen_incident_id=(seen_row.get("incident_id") or None) if seen_row else None,
+        )
+
+    def read_state(self, server: str) -> tuple[ServerState | None, str | None]:
+        rows = self._query("PartitionKey eq @pk and RowKey eq @rk", {"pk": server, "rk": codec.STATE_KEY})
+        if not rows:
+            return None, None
+        return codec.state_from_entity(rows[0]), _etag(rows[0])
+
+    def commit(
+        self,
+        state: ServerState,
+        etag: str | None,
+        *,
+        signal: Signal | None = None,
+        incident_id: str | None = None,
+        incidents: Iterable[Incident] = (),
+        effects: Iterable[Effect] = (),
+    ) -> None:
+        """One atomic transaction in the server's partition: marker, entry, state, incidents, effects."""
+        operations: list[tuple[Any, ...]] = []
+        if signal is not None:
+            operations.append(("create", codec.seen_entity(signal, incident_id)))
+            operations.append(("create", codec.signal_to_entity(signal)))
+        operations.append(_state_operation(state, etag))
+        operations.extend(("upsert", codec.incident_to_entity(i), {"mode": _merge()}) for i in incidents)
+        operations.extend(("create", codec.effect_to_entity(e)) for e in effects)
+        self._transaction(operations)
+
+    # --- outbox -------------------------------------------------------------------------------
+
+    def add_outbox(self, entities: list[dict[str, Any]]) -> None:
+        for start in range(0, len(entities), _BATCH):
+            self._transaction([("upsert", e) for e in entities[start : start + _BATCH]])
+
+    def remove_outbox(self, row_keys: Iterable[str]) -> None:
+        keys = list(row_keys)
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            self._transaction(
+                [("delete", {"PartitionKey": codec.OUTBOX_PARTITION, "RowKey": k}) for k in batch]
+            )
+
+    def due_outbox(self, now: datetime, limit: int) -> list[OutboxItem]:
+        """Pointers due by `now`, soonest first. Reads only due rows: cost follows pending work."""
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey le @due",
+            {"pk": codec.OUTBOX_PARTITION, "due": f"{sortable(now)}~~"},
+            limit=limit,
+        )
+        return [
+            OutboxItem(
+                row_key=r["RowKey"],
+                server=r["server"],
+                target=r["target"],
+                kind=r.get("kind") or "effect",
+                incident_id=r.get("incident_id") or "",
+                created_at=codec.optional_time(r.get("created_at")),
+            )
+            for r in rows
+        ]
+
+    def pending_outbox_count(self) -> int:
+        rows = self._query("PartitionKey eq @pk", {"pk": codec.OUTBOX_PARTITION}, select=["RowKey"])
+        return len(rows)
+
+    # --- effects ------------------------------------------------------------------------------
+
+    def get_effect(self, server: str, row_key: str) -> tuple[Effect, str] | None:
+        rows = self._query("PartitionKey eq @pk and RowKey eq @rk", {"pk": server, "rk": row_key})
+        if not rows:
+            return None
+        return codec.effect_from_entity(rows[0]), _etag(rows[0]) or ""
+
+    def replace_effect(self, effect: Effect, etag: str) -> str:
+        """Compare-and-swap on the effect row: this is the lease (invariant 5)."""
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        result = self._call(
+            lambda: self._client.update_entity(
+                codec.effect_to_entity(effect),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        )
+        return str(result.get("etag", ""))
+
+    def record_notification(
+        self, incident_id: str, transition: Transition, status: EffectStatus, at: datetime
+    ) -> None:
+        """Merge one `notify_{transition}` column: effects of one incident never overwrite each other."""
+        from azure.data.tables import UpdateMode
+
+        server, _ = codec.split_incident_id(incident_id)
+        entity = {
+            "PartitionKey": server,
+            "RowKey": codec.incident_key(incident_id),
+            codec.notify_column(transition): codec.notification_value(status, at),
+        }
+        self._call(lambda: self._client.upsert_entity(entity, mode=UpdateMode.MERGE))
+
+    def upsert_day(self, incident: Incident) -> None:
+        from azure.data.tables import UpdateMode
+
+        self._call(lambda: self._client.upsert_entity(codec.day_entity(incident), mode=UpdateMode.REPLACE))
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        """A point read: the id carries its partition and row key."""
+        server, _ = codec.split_incident_id(incident_id)
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey eq @rk", {"pk": server, "rk": codec.incident_key(incident_id)}
+        )
+        return codec.incident_from_entity(rows[0]) if rows else None
+
+    def timeline(self, incident: Incident, quiet: timedelta) -> list[TimelineEntry]:
+        """The entries in the incident's time range: one single-partition range query."""
+        end = incident.resolved_at + quiet if incident.resolved_at else None
+        low, high = codec.signal_range(incident.opened_at, end)
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": incident.server, "low": low, "high": high},
+        )
+        return [codec.timeline_entry(r) for r in rows]
+
+    def effects_of(self, incident_id: str) -> list[Effect]:
+        server, _ = codec.split_incident_id(incident_id)
+        prefix = codec.effect_prefix(incident_id)
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": server, "low": prefix, "high": prefix + "~"},
+        )
+        return [codec.effect_from_entity(r) for r in rows]
+
+    def incidents_of_server(
+        self,
+        server: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        status: IncidentStatus | None,
+        limit: int,
+        after: str | None,
+    ) -> Page:
+        """Newest first, one partition, row-key range for the time filter, exact to the second."""
+        low = f"incident~{codec.inverted_at(until)}" if until else "incident~"
+        high = f"incident~{codec.inverted_at(since)}~" if since else "incident~~"
+        if after is not None:
+            low = max(low, after + "\x7f")
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high" + _status_clause(status),
+            {"pk": server, "low": low, "high": high, "status": status.value if status else ""},
+            limit=limit,
+        )
+        incidents = tuple(codec.incident_from_entity(r) for r in rows)
+        next_key = (server, rows[-1]["RowKey"]) if len(rows) == limit else None
+        return Page(incidents, next_key)
+
+    def incidents_of_day(
+        self,
+        day_partition: str,
+        *,
+        low: str,
+        high: str,
+        status: IncidentStatus | None,
+        limit: int,
+    ) -> list[tuple[str, Incident]]:
+        """One day partition of the cross-server index, newest first; returns (row key, incident)."""
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high" + _status_clause(status),
+            {"pk": day_partition, "low": low, "high": high, "status": status.value if status else ""},
+            limit=limit,
+        )
+        return [(r["RowKey"], codec.incident_from_dict(_loads(r["aggregate"]))) for r in rows]
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _query(
+        self,
+        query_filter: str,
+        parameters: Mapping[str, Any],
+        *,
+        limit: int | None = None,
+        select: list[str] | None = None,
+    ) -> list[Mapping[str, Any]]:
+        def run() -> list[Mapping[str, Any]]:
+            pages = self._client.query_entities(
+                query_filter, parameters=dict(parameters), results_per_page=limit, select=select
+            ).by_page()
+            rows: list[Mapping[str, Any]] = []
+            trips = 0
+            for page in _pages(pages):
+                trips += 1
+                for row in page:
+                    rows.append(row)
+                    if limit is not None and len(rows) >= limit:
+                        break
+                if limit is not None and len(rows) >= limit:
+                    break
+            self._count(trips=max(trips, 1), read=len(rows))
+            return rows
+
+        return self._call(run, count=False)
+
+    def _transaction(self, operations: list[tuple[Any, ...]]) -> None:
+        self._call(lambda: self._client.submit_transaction(operations))
+
+    def _call(self, action: Callable[[], T], *, count: bool = True) -> T:
+        from azure.core.exceptions import (
+            AzureError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceModifiedError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        if count:
+            self._count()
+        try:
+            return action()
+        except (ResourceModifiedError, ResourceExistsError) as error:
+            raise ConcurrencyConflictError("concurrent write to the same rows") from error
+        except HttpResponseError as error:
+            code = str(getattr(error, "error_code", "") or "")
+            if code in _CONFLICT_CODES or error.status_code in (409, 412):
+                raise ConcurrencyConflictError(f"concurrent write ({code or error.status_code})") from error
+            if error.status_code is None or error.status_code >= 500 or error.status_code in (408, 429):
+                raise StorageUnavailableError(f"table storage answered {error.status_code}") from error
+            raise StorageError(f"table storage refused the request ({code or error.status_code})") from error
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise StorageUnavailableError("table storage unreachable") from error
+        except AzureError as error:
+            raise StorageUnavailableError(f"table storage failed ({type(error).__name__})") from error
+
+
+def _pages(pages: Iterator[Iterator[Mapping[str, Any]]]) -> Iterator[Iterator[Mapping[str, Any]]]:
+    yield from pages
+
+
+def _state_operation(state: ServerState, etag: str | None) -> tuple[Any, ...]:
+    if etag is None:
+        return ("create", codec.state_to_entity(state))
+    from azure.core import MatchConditions
+    from azure.data.tables import UpdateMode
+
+    return (
+        "update",
+        codec.state_to_entity(state),
+        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+    )
+
+
+def _merge() -> Any:
+    from azure.data.tables import UpdateMode
+
+    return UpdateMode.MERGE
+
+
+def _status_clause(status: IncidentStatus | None) -> str:
+    return " and status eq @status" if status is not None else ""
+
+
+def _etag(row: Mapping[str, Any] | None) -> str | None:
+    if row is None:
+        return None
+    metadata = getattr(row, "metadata", None) or {}
+    return metadata.get("etag")
+
+
+def _loads(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    assert isinstance(value, dict)
+    return value

@@ -1,0 +1,1 @@
+"""Payload parsers, one module per source family: raw dict -> Signals (pure)."""
