@@ -73,6 +73,8 @@ class Settings:
     pg_user: str | None = None
     pg_password: Secret | None = None
     pg_auth: str = "entra"  # entra | password
+    pg_create_heartbeat_table: bool = False
+    probe_id: str = "pg-failover-responder"
     probe_window: timedelta = timedelta(seconds=50)
     probe_db_interval: float = 0.5
     probe_db_fast_interval: float = 0.2
@@ -109,6 +111,12 @@ class _Reader:
     def secret(self, key: str) -> Secret | None:
         value = self.text(key)
         return Secret(value) if value else None
+
+    def flag(self, key: str) -> bool:
+        raw = (self.text(key, "false") or "").lower()
+        if raw not in ("true", "false", "1", "0", "yes", "no"):
+            self.problems.append(f"{key}: must be true or false")
+        return raw in ("true", "1", "yes")
 
     def number(self, key: str, default: T, cast: Callable[[str], T], low: float, high: float) -> T:
         raw = self.text(key)
@@ -166,6 +174,8 @@ class _Reader:
             pg_user=self.text("PG_USER"),
             pg_password=self.secret("PG_PASSWORD"),
             pg_auth=pg_auth,
+            pg_create_heartbeat_table=self.flag("PG_CREATE_HEARTBEAT_TABLE"),
+            probe_id=self.text("PROBE_ID", "pg-failover-responder") or "pg-failover-responder",
             probe_window=timedelta(seconds=self.number("PROBE_WINDOW_SECONDS", 50.0, float, 0, 3600)),
             probe_db_interval=self.number("PROBE_DB_INTERVAL_SECONDS", 0.5, float, 0.05, 60),
             probe_db_fast_interval=self.number("PROBE_DB_FAST_INTERVAL_SECONDS", 0.2, float, 0.05, 60),

@@ -328,7 +328,9 @@ def _absorb_facts(state: ServerState, signal: Signal) -> ServerState:
     if signal.source is Source.ARM_PROBE and isinstance(view, dict):
         known = state.topology
         if known is None or known.observed_at is None or known.observed_at <= signal.observed_at:
-            state = replace(state, topology=topology_from_view(view, state.resource_id, signal.observed_at))
+            seen = topology_from_view(view, state.resource_id, signal.observed_at)
+            changed = known is None or replace(known, observed_at=None) != replace(seen, observed_at=None)
+            state = replace(state, topology=seen, arm_version=state.arm_version + changed)
     if signal.source is Source.DB_PROBE:
         state = replace(state, db=_db_state_after(state.db, signal))
     if signal.kind is SignalKind.MAINTENANCE_SCHEDULED:

@@ -12,6 +12,7 @@ Partition `{server}` (server names are 3-63 of a-z, 0-9 and `-`, so they never s
   effect~{opening time}~{transition}~{name}   outbox entry of one incident
 Partition `~day~{YYYY-MM-DD}`: `{inverted opening time}~{server}` copies of incidents, newest first.
 Partition `~outbox`: `{due time}~{server}~{effect row key}` pointers to pending work, soonest first.
+Partition `~probe`: `{server}` what the last probe run could and could not check (for /api/health).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from failover.timeutil import iso, parse_iso, sortable
 
 STATE_KEY = "state"
 OUTBOX_PARTITION = "~outbox"
+PROBE_PARTITION = "~probe"
 DAY_PREFIX = "~day~"
 _ID = re.compile(r"^(?P<server>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])~(?P<time>\d{8}T\d{6}Z)$")
 _TIME_DIGITS = 14

@@ -195,6 +195,20 @@ class TableStore:
         rows = self._query("PartitionKey eq @pk", {"pk": codec.OUTBOX_PARTITION}, select=["RowKey"])
         return len(rows)
 
+    # --- probe health -------------------------------------------------------------------------
+
+    def save_probe_health(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """One row per server in the `~probe` partition: what the last probe run could check."""
+        from azure.data.tables import UpdateMode
+
+        entities = [{"PartitionKey": codec.PROBE_PARTITION, "RowKey": r["server"], **r} for r in rows]
+        for start in range(0, len(entities), _BATCH):
+            batch = entities[start : start + _BATCH]
+            self._transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+
+    def probe_health(self, limit: int = 1000) -> list[Mapping[str, Any]]:
+        return self._query("PartitionKey eq @pk", {"pk": codec.PROBE_PARTITION}, limit=limit)
+
     # --- effects ------------------------------------------------------------------------------
 
     def get_effect(self, server: str, row_key: str) -> tuple[Effect, str] | None:

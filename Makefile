@@ -1,0 +1,37 @@
+# pg-failover-responder: every target installs what it needs first (scripts/bootstrap.sh).
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: bootstrap drill drill-unplanned serve test test-fast lint bench clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+## The local failover drill: real PostgreSQL pair, Azurite, Redis, emulator, Teams sink, runner.
+drill: bootstrap
+	$(BIN)/python -m local.drill
+
+drill-unplanned: bootstrap
+	$(BIN)/python -m local.drill --unplanned
+
+## The app on 127.0.0.1:7071 with local services for whatever the environment does not set.
+serve: bootstrap
+	$(BIN)/python -m local.serve
+
+## The whole suite: lint, unit, functional, integration (real services, started when missing), e2e.
+test: bootstrap lint
+	$(BIN)/python -m pytest -q
+
+test-fast: bootstrap
+	$(BIN)/python -m pytest -q tests/unit tests/functional
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+bench: bootstrap
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .drill bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""Call the app's registered functions the way the host does, against a real Azurite table.
+
+`function_app.app.get_functions()` may be called only once per app, so the functions are read
+once per test session and looked up by name.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import azure.functions as func
+
+from failover.config import Settings
+from failover.timeutil import parse_iso
+from failover.wiring import Runtime, build_runtime
+from handlers._runtime import set_runtime
+
+
+@cache
+def functions() -> dict[str, Any]:
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def call(name: str, **kwargs: Any) -> Any:
+    function = functions()[name]
+    return function.get_user_function()(**kwargs)
+
+
+def install(env: dict[str, str], clock: Any = None) -> Runtime:
+    settings = Settings.from_env(env)
+    runtime = build_runtime(settings, clock=clock) if clock else build_runtime(settings)
+    set_runtime(runtime)
+    return runtime
+
+
+def post_alert(payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    body = raw if raw is not None else json.dumps(payload).encode()
+    request = func.HttpRequest(
+        "POST", "http://localhost:7071/api/alerts", headers={"content-type": "application/json", **(headers or {})},
+        params={}, route_params={}, body=body,
+    )
+    response = call("post_alert", req=request)
+    text = response.get_body().decode()
+    return response.status_code, json.loads(text) if text else None
+
+
+def event(raw: dict[str, Any]) -> func.EventGridEvent:
+    time = raw.get("eventTime")
+    parsed = parse_iso(time) if isinstance(time, str) else None
+    return func.EventGridEvent(
+        id=raw.get("id"), data=raw.get("data"), topic=raw.get("topic"), subject=raw.get("subject"),
+        event_type=raw.get("eventType"), event_time=parsed, data_version=raw.get("dataVersion"),
+    )
+
+
+def deliver(raw: dict[str, Any]) -> None:
+    call("on_resource_event", event=event(raw))
