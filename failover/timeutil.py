@@ -34,10 +34,9 @@ def parse_iso(text: object) -> datetime:
         zone = f"{zone[:3]}:{zone[3:]}"
     body = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], body)
     try:
-        parsed = datetime.fromisoformat(body.replace(" ", "T") + zone)
-    except ValueError as exc:
+        return datetime.fromisoformat(body.replace(" ", "T") + zone).astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 or 9999 shifted out of range
         raise ValueError(f"not an ISO 8601 timestamp: {raw[:40]!r}") from exc
-    return parsed.astimezone(timezone.utc)
 
 
 def iso(value: datetime | None) -> str | None:
