@@ -17,6 +17,9 @@ import pytest
 
 from local.services import LocalServices
 
+# Real PostgreSQL pair and management API emulator fixtures, shared by every test module.
+pytest_plugins = ["tests.integration.pg_fixtures"]
+
 AZURITE_PORT = int(os.environ.get("AZURITE_TABLE_PORT", "10002"))
 _tables = itertools.count()
 

@@ -1,0 +1,522 @@
+"""The management API adapter: ``ServerInspector`` on ``azure-mgmt-postgresqlflexibleservers``.
+
+Layer: adapter (edge). It turns ``Microsoft.DBforPostgreSQL/flexibleServers`` answers into the
+core's ``ServerView``/``ReplicaView`` and every SDK/transport failure into the project's own
+errors: ``InspectorError`` (permanent: 401, 403, 404, bad input, failed operation) and
+``InspectorUnavailableError`` (retryable: 429, 5xx, timeouts, connection errors, with
+``retry_after`` when the service sent one).
+
+What it must not do: import an Azure SDK at module import (invariant 8: the SDK and
+azure-identity are imported inside the functions that need them; ``import failover.adapters.arm``
+stays cheap), build a client per call (``build_client_factory`` builds one per subscription,
+lazily, and reuses it), allow plain HTTP to anything but loopback, or put a token, an
+Authorization header or a full request URL with its query into a message or a log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from failover.errors import InspectorError, InspectorUnavailableError
+from failover.ports import ReplicaView, ServerView
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
+
+logger = logging.getLogger(__name__)
+
+ARM_SCOPE = "https://management.azure.com/.default"
+FAILOVER_MODES: tuple[str, ...] = (
+    "PlannedFailover",
+    "ForcedFailover",
+    "PlannedSwitchover",
+    "ForcedSwitchover",
+)
+_MAX_ITEMS = 5000  # bound on any listing we iterate
+
+_SERVER_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.DBforPostgreSQL/flexibleServers/(?P<name>[^/]+)/?$",
+    re.IGNORECASE,
+)
+_SCOPE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?/?$", re.IGNORECASE)
+
+ClientFactory = Callable[[str], "PostgreSQLManagementClient"]
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+class StaticTokenCredential:
+    """A credential that always returns one fixed token (for the local emulator only)."""
+
+    def __init__(self, token: str = "local", *, lifetime_seconds: int = 3600) -> None:  # noqa: S107 (placeholder)
+        self._token = token
+        self._lifetime = lifetime_seconds
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(time.time()) + self._lifetime)
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(token=***)"
+
+
+def static_credential(token: str = "local") -> StaticTokenCredential:  # noqa: S107 (a placeholder)
+    """A credential for the local emulator: no login endpoint is ever contacted."""
+    return StaticTokenCredential(token)
+
+
+def default_credential(*, managed_identity_client_id: str | None = None) -> TokenCredential:
+    """``DefaultAzureCredential`` (the Function app's managed identity in Azure), built on call."""
+    from azure.identity import DefaultAzureCredential
+
+    if managed_identity_client_id:
+        return DefaultAzureCredential(
+            managed_identity_client_id=managed_identity_client_id, exclude_interactive_browser_credential=True
+        )
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+# --------------------------------------------------------------------------- client factory
+
+
+def is_loopback_http(url: str | None) -> bool:
+    """Whether ``url`` is plain http to 127.0.0.0/8, ::1 or localhost."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        return False
+    host = parts.hostname
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class CachedClientFactory:
+    """``subscription_id -> PostgreSQLManagementClient``: one client per subscription, built lazily."""
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        base_url: str | None,
+        read_timeout: float,
+        connection_timeout: float,
+        retry_total: int,
+        polling_interval: float,
+    ) -> None:
+        if base_url is not None:
+            scheme = urlsplit(base_url).scheme.lower()
+            if scheme not in ("http", "https") or (scheme == "http" and not is_loopback_http(base_url)):
+                raise ValueError(
+                    "base_url must be https, or plain http to a loopback address (local emulator)"
+                )
+        self._credential = credential
+        self._base_url = base_url
+        self._options: dict[str, Any] = {
+            "read_timeout": read_timeout,
+            "connection_timeout": connection_timeout,
+            "retry_total": retry_total,
+            "retry_backoff_factor": 0.2,
+            "retry_backoff_max": 5,
+            "polling_interval": polling_interval,
+        }
+        self._clients: dict[str, PostgreSQLManagementClient] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, subscription_id: str) -> PostgreSQLManagementClient:
+        key = subscription_id.lower()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._build(subscription_id)
+                self._clients[key] = client
+            return client
+
+    def _build(self, subscription_id: str) -> PostgreSQLManagementClient:
+        from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
+
+        kwargs: dict[str, Any] = dict(self._options)
+        if self._base_url is not None:
+            kwargs["base_url"] = self._base_url
+        if is_loopback_http(self._base_url):
+            kwargs["per_call_policies"] = [_allow_http_policy()]
+        logger.info("arm: building a management client for subscription %s", subscription_id)
+        return PostgreSQLManagementClient(self._credential, subscription_id, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # closing is best effort
+                logger.debug("arm: closing a client failed", exc_info=True)
+
+
+def _allow_http_policy() -> Any:
+    """A per-call policy that lets the bearer policy send its token over loopback http."""
+    from azure.core.pipeline import PipelineRequest
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class AllowLoopbackHttpPolicy(SansIOHTTPPolicy[Any, Any]):
+        def on_request(self, request: PipelineRequest[Any]) -> None:
+            request.context["enforce_https"] = False
+
+    return AllowLoopbackHttpPolicy()
+
+
+def build_client_factory(
+    credential: TokenCredential,
+    *,
+    base_url: str | None = None,
+    read_timeout: float = 5,
+    connection_timeout: float = 2,
+    retry_total: int = 1,
+    polling_interval: float = 5,
+) -> CachedClientFactory:
+    """A cached ``client_for(subscription_id)``; plain http allowed only for a loopback ``base_url``."""
+    return CachedClientFactory(
+        credential,
+        base_url=base_url,
+        read_timeout=read_timeout,
+        connection_timeout=connection_timeout,
+        retry_total=retry_total,
+        polling_interval=polling_interval,
+    )
+
+
+# --------------------------------------------------------------------------- ids and values
+
+
+@dataclass(frozen=True)
+class ServerRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the server and its resource group (never a URL)."""
+        return f"server {self.name} (resource group {self.resource_group})"
+
+    @property
+    def resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
+            f"/providers/microsoft.dbforpostgresql/flexibleservers/{self.name}"
+        ).lower()
+
+
+def parse_server_id(resource_id: str) -> ServerRef:
+    """Split a flexible server resource id; raises ``InspectorError`` for anything else."""
+    match = _SERVER_ID.match((resource_id or "").strip())
+    if match is None:
+        raise InspectorError(
+            f"not a flexible server resource id: {_short(resource_id)!r} (expected /subscriptions/<id>/"
+            "resourceGroups/<rg>/providers/Microsoft.DBforPostgreSQL/flexibleServers/<name>)"
+        )
+    return ServerRef(match["sub"], match["rg"], match["name"])
+
+
+def _text(value: Any) -> str | None:
+    """An SDK enum or value as the plain string the REST API sent (never ``Enum.NAME``)."""
+    if value is None:
+        return None
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for name in names:
+        if obj is None:
+            return None
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _short(text: str | None, limit: int = 200) -> str:
+    return (text or "")[:limit]
+
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs
+    re.compile(r"(?i)(sig|code|token|access_token|client_secret|password)=[^&\s'\"]+"),
+)
+_URL = re.compile(r"https?://[^\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """Drop tokens, secrets in query strings and full URLs (kept: scheme, host and path)."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(
+            lambda m: m.group(0).split("=", 1)[0] + "=***" if "=" in m.group(0) else "***", text
+        )
+
+    def strip_url(match: re.Match[str]) -> str:
+        parts = urlsplit(match.group(0))
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+    return _URL.sub(strip_url, text)
+
+
+# --------------------------------------------------------------------------- error translation
+
+
+def _retry_after(error: Any) -> float | None:
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _arm_detail(error: Any) -> str:
+    inner = getattr(error, "error", None)
+    code = _text(getattr(inner, "code", None))
+    message = _text(getattr(inner, "message", None))
+    if code or message:
+        return redact(f"{code or 'Error'}: {_short(message, 300)}")
+    reason = _text(getattr(error, "reason", None))
+    return reason or type(error).__name__
+
+
+def translate(error: BaseException, *, action: str, scope: str) -> Exception:
+    """Map an azure-core/SDK exception to the project's error. ``scope`` names the resource."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return InspectorUnavailableError(
+            f"management API unreachable while trying to {action} {scope}: {type(error).__name__}"
+        )
+    if isinstance(error, HttpResponseError):
+        status = error.status_code
+        detail = _arm_detail(error)
+        if status is None and isinstance(error, ClientAuthenticationError):
+            return InspectorError(
+                f"authentication failed: the credential could not get a token for the management API "
+                f"({type(error).__name__})",
+                status=401,
+            )
+        if status == 401:
+            return InspectorError(f"unauthorized (401) to {action} {scope}: {detail}", status=401)
+        if status == 403:
+            return InspectorError(
+                f"forbidden (403) to {action} {scope}: the app's identity needs Reader on {scope} "
+                "(and Microsoft.DBforPostgreSQL/flexibleServers/restart/action to start a failover): "
+                f"{detail}",
+                status=403,
+            )
+        if status == 404:
+            return InspectorError(f"not found (404) while trying to {action} {scope}: {detail}", status=404)
+        if status in (408, 429) or (status is not None and status >= 500):
+            return InspectorUnavailableError(
+                f"management API unavailable ({status}) while trying to {action} {scope}: {detail}",
+                retry_after=_retry_after(error),
+            )
+        if status is not None and 200 <= status < 300:
+            # a long-running operation reported Failed/Canceled in a poll answer
+            return InspectorError(f"the operation to {action} {scope} failed: {detail}", status=None)
+        return InspectorError(
+            f"management API refused ({status}) to {action} {scope}: {detail}", status=status
+        )
+    return InspectorError(f"unexpected answer while trying to {action} {scope}: {type(error).__name__}")
+
+
+# --------------------------------------------------------------------------- the inspector
+
+
+class ManagementApiInspector:
+    """``ServerInspector`` over the real management client (or the local ARM emulator)."""
+
+    def __init__(self, client_for: ClientFactory, *, failover_timeout: float = 900) -> None:
+        self._client_for = client_for
+        self._failover_timeout = failover_timeout
+
+    def _client(self, subscription_id: str, *, scope: str) -> PostgreSQLManagementClient:
+        try:
+            return self._client_for(subscription_id)
+        except (InspectorError, InspectorUnavailableError):
+            raise
+        except Exception as exc:
+            raise InspectorError(
+                f"cannot build a management client for {scope}: {type(exc).__name__}"
+            ) from exc
+
+    def _call(self, action: str, scope: str, fn: Callable[[], Any]) -> Any:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return fn()
+        except AzureError as exc:
+            translated = translate(exc, action=action, scope=scope)
+            logger.warning("arm: %s", translated)
+            raise translated from None
+        except ValueError as exc:  # a non-JSON 200 body surfaces as a raw JSONDecodeError
+            raise InspectorError(
+                f"malformed answer while trying to {action} {scope}: {type(exc).__name__}"
+            ) from None
+
+    def get_server(self, resource_id: str) -> ServerView:
+        ref = parse_server_id(resource_id)
+        client = self._client(ref.subscription_id, scope=ref.name)
+        server = self._call("read", ref.label, lambda: client.servers.get(ref.resource_group, ref.name))
+        replicas = self.list_replicas(resource_id)
+        view = _server_view(server, ref, replicas)
+        logger.debug(
+            "arm: server %s state=%s ha=%s/%s zones=%s/%s",
+            view.server,
+            view.state,
+            view.ha_mode,
+            view.ha_state,
+            view.primary_zone,
+            view.standby_zone,
+        )
+        return view
+
+    def list_replicas(self, resource_id: str) -> tuple[ReplicaView, ...]:
+        ref = parse_server_id(resource_id)
+        client = self._client(ref.subscription_id, scope=ref.name)
+
+        def fetch() -> tuple[ReplicaView, ...]:
+            out: list[ReplicaView] = []
+            for item in client.replicas.list_by_server(ref.resource_group, ref.name):
+                out.append(_replica_view(item))
+                if len(out) >= _MAX_ITEMS:
+                    break
+            return tuple(out)
+
+        result: tuple[ReplicaView, ...] = self._call("list the replicas of", ref.label, fetch)
+        return result
+
+    def start_failover(self, resource_id: str, mode: str, *, wait: bool = True) -> None:
+        canonical = {m.lower(): m for m in FAILOVER_MODES}.get((mode or "").lower())
+        if canonical is None:
+            raise InspectorError(
+                f"failover mode must be one of {', '.join(FAILOVER_MODES)}, not {_short(mode, 40)!r}"
+            )
+        ref = parse_server_id(resource_id)
+        client = self._client(ref.subscription_id, scope=ref.name)
+        from azure.mgmt.postgresqlflexibleservers.models import RestartParameter
+
+        params = RestartParameter(restart_with_failover=True, failover_mode=canonical)
+        logger.info("arm: server %s: requesting %s", ref.name, canonical)
+        poller = self._call(
+            f"start a {canonical} of",
+            ref.label,
+            lambda: client.servers.begin_restart(ref.resource_group, ref.name, parameters=params),
+        )
+        if not wait:
+            return
+
+        def finish() -> None:
+            poller.wait(self._failover_timeout)
+            if not poller.done():
+                raise InspectorUnavailableError(
+                    f"{canonical} of {ref.name} still running after {self._failover_timeout:.0f}s"
+                )
+            poller.result()
+
+        self._call(f"complete a {canonical} of", ref.label, finish)
+        logger.info("arm: server %s: %s completed", ref.name, canonical)
+
+    def discover(self, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        found: set[str] = set()
+        for scope in scopes:
+            match = _SCOPE.match((scope or "").strip())
+            if match is None:
+                raise InspectorError(
+                    f"not a discovery scope: {_short(scope)!r} (expected /subscriptions/<id> "
+                    "or /subscriptions/<id>/resourceGroups/<rg>)"
+                )
+            sub, rg = match["sub"], match["rg"]
+            label = f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else "")
+            client = self._client(sub, scope=label)
+
+            def listing(client: PostgreSQLManagementClient = client, rg: str | None = rg) -> list[str]:
+                pages: Iterable[Any] = (
+                    client.servers.list_by_resource_group(rg) if rg else client.servers.list_by_subscription()
+                )
+                ids: list[str] = []
+                for count, server in enumerate(pages, start=1):
+                    mode = _text(_attr(server, "high_availability", "mode"))
+                    rid = _text(getattr(server, "id", None))
+                    if rid and mode and mode.lower() != "disabled":
+                        ids.append(rid.lower())
+                    if count >= _MAX_ITEMS:
+                        break
+                return ids
+
+            found.update(self._call("list servers in", label, listing))
+        logger.info("arm: discovered %d HA servers in %d scopes", len(found), len(scopes))
+        return tuple(sorted(found))
+
+
+def _server_view(server: Any, ref: ServerRef, replicas: tuple[ReplicaView, ...]) -> ServerView:
+    rid = _text(getattr(server, "id", None)) or ref.resource_id
+    name = _text(getattr(server, "name", None)) or ref.name
+    return ServerView(
+        resource_id=rid.lower(),
+        server=name.lower(),
+        location=_text(getattr(server, "location", None)),
+        state=_text(_attr(server, "state")),
+        ha_mode=_text(_attr(server, "high_availability", "mode")),
+        ha_state=_text(_attr(server, "high_availability", "state")),
+        primary_zone=_text(_attr(server, "availability_zone")),
+        standby_zone=_text(_attr(server, "high_availability", "standby_availability_zone")),
+        fqdn=_text(_attr(server, "fully_qualified_domain_name")),
+        replication_role=_text(_attr(server, "replication_role")),
+        replicas=replicas,
+    )
+
+
+def _replica_view(server: Any) -> ReplicaView:
+    rid = _text(getattr(server, "id", None)) or ""
+    return ReplicaView(
+        name=(_text(getattr(server, "name", None)) or rid.rsplit("/", 1)[-1]).lower(),
+        resource_id=rid.lower(),
+        fqdn=_text(_attr(server, "fully_qualified_domain_name")),
+        location=_text(getattr(server, "location", None)),
+        replication_state=_text(_attr(server, "replica", "replication_state")),
+    )

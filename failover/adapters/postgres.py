@@ -1,0 +1,344 @@
+"""The PostgreSQL availability probe: ``DatabaseProbe`` on psycopg 3.
+
+Layer: adapter (edge). It checks a server's endpoint the way an application does: connect with
+the application's conninfo (TLS as the conninfo says; ``sslmode=require`` in Azure), ask
+``pg_is_in_recovery()`` and ``pg_postmaster_start_time()``, and, on a primary, commit one
+single-row UPSERT into ``failover_responder_heartbeat`` (see docs/heartbeat.md). One connection
+per server is kept between checks and replaced after any error.
+
+What it must not do: import psycopg at module import (it is imported inside the functions that
+use it), raise from ``check`` (a down server is a ``DbCheck`` with ``connected=False``), hold a
+transaction open (autocommit; statement, lock and idle-in-transaction timeouts on every session),
+wait without a bound (a timer cancels a statement stuck past its timeout, e.g. a commit waiting
+for a synchronous standby that is gone), or put a password, a token or the conninfo into an
+error text or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from failover.ports import Clock, DbCheck
+
+if TYPE_CHECKING:
+    import psycopg
+    from azure.core.credentials import TokenCredential
+
+logger = logging.getLogger(__name__)
+
+ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+HEARTBEAT_TABLE = "failover_responder_heartbeat"
+APPLICATION_NAME = "pg-failover-responder-probe"
+
+CREATE_TABLE_SQL = f"""
+CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (
+    probe_id text PRIMARY KEY,
+    beat_at timestamptz NOT NULL,
+    beats bigint NOT NULL
+)
+"""
+UPSERT_SQL = """
+INSERT INTO failover_responder_heartbeat AS h (probe_id, beat_at, beats)
+VALUES (%s, clock_timestamp(), 1)
+ON CONFLICT (probe_id) DO UPDATE SET beat_at = EXCLUDED.beat_at, beats = h.beats + 1
+"""
+STATUS_SQL = "SELECT pg_is_in_recovery(), pg_postmaster_start_time()"
+
+_ERROR_LIMIT = 300
+_SECRETISH = re.compile(r"(?i)(password|passfile|sslpassword|token)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_SYNC_REP_WARNING = "synchronous replication"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- Entra tokens
+
+
+def entra_token_provider(
+    credential: TokenCredential, *, refresh_margin_seconds: float = 300, scope: str = ENTRA_SCOPE
+) -> Callable[[str], str]:
+    """A ``password_for`` that returns a Microsoft Entra access token for Azure PostgreSQL.
+
+    One token serves every server (the scope is per service, not per server); it is cached until
+    ``refresh_margin_seconds`` before it expires. Thread-safe.
+    """
+    lock = threading.Lock()
+    cached: dict[str, Any] = {"token": None, "expires_on": 0.0}
+
+    def password_for(server: str) -> str:
+        with lock:
+            token = cached["token"]
+            if token is None or time.time() >= float(cached["expires_on"]) - refresh_margin_seconds:
+                access = credential.get_token(scope)
+                cached["token"] = access.token
+                cached["expires_on"] = float(access.expires_on)
+                token = access.token
+                logger.info("postgres probe: fetched an Entra token for server %s", server)
+            return str(token)
+
+    return password_for
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+@dataclass
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    conn: psycopg.Connection[Any] | None = None
+    table_ready: bool = False
+
+
+@dataclass
+class _Outcome:
+    connected: bool = False
+    writable: bool = False
+    in_recovery: bool | None = None
+    postmaster_started_at: datetime | None = None
+    error: str | None = None
+
+
+class PostgresProbe:
+    """``DatabaseProbe``: one application-like availability check of a server's endpoint."""
+
+    def __init__(
+        self,
+        conninfo_for: Callable[[str], str],
+        password_for: Callable[[str], str] | None = None,
+        *,
+        probe_id: str,
+        connect_timeout: float = 3,
+        statement_timeout_ms: int = 2000,
+        lock_timeout_ms: int | None = None,
+        idle_in_transaction_timeout_ms: int = 10000,
+        create_table: bool = False,
+        clock: Clock = _utcnow,
+    ) -> None:
+        if not probe_id:
+            raise ValueError("probe_id is required")
+        self._conninfo_for = conninfo_for
+        self._password_for = password_for
+        self.probe_id = probe_id
+        self._connect_timeout = max(1, round(connect_timeout))
+        self._statement_timeout_ms = int(statement_timeout_ms)
+        self._lock_timeout_ms = int(
+            lock_timeout_ms if lock_timeout_ms is not None else max(1, statement_timeout_ms // 2)
+        )
+        self._idle_timeout_ms = int(idle_in_transaction_timeout_ms)
+        self._create_table = create_table
+        self._clock = clock
+        self._slots: dict[str, _Slot] = {}
+        self._slots_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- public
+
+    def check(self, server: str) -> DbCheck:
+        """Connect (or reuse), read the recovery state, write the heartbeat on a primary. Never raises."""
+        started = self._clock()
+        secrets: list[str] = []
+        try:
+            outcome = self._check(server, secrets)
+        except Exception as exc:  # defensive: the contract is "never raises"
+            logger.exception("postgres probe: server %s: unexpected failure", server)
+            outcome = _Outcome(error=self._redact(f"{type(exc).__name__}: {exc}", secrets))
+        finished = self._clock()
+        result = DbCheck(
+            server=server,
+            started_at=started,
+            finished_at=finished,
+            connected=outcome.connected,
+            writable=outcome.writable,
+            in_recovery=outcome.in_recovery,
+            postmaster_started_at=outcome.postmaster_started_at,
+            error=outcome.error,
+        )
+        level = logging.DEBUG if result.ok else logging.WARNING
+        logger.log(
+            level,
+            "postgres probe: server %s connected=%s writable=%s in_recovery=%s error=%s",
+            server,
+            result.connected,
+            result.writable,
+            result.in_recovery,
+            result.error,
+        )
+        return result
+
+    def close(self) -> None:
+        """Close every kept connection."""
+        with self._slots_lock:
+            slots = list(self._slots.values())
+        for slot in slots:
+            with slot.lock:
+                self._drop(slot)
+
+    # ---------------------------------------------------------------- internals
+
+    def _slot(self, server: str) -> _Slot:
+        with self._slots_lock:
+            slot = self._slots.get(server)
+            if slot is None:
+                slot = self._slots[server] = _Slot()
+            return slot
+
+    def _check(self, server: str, secrets: list[str]) -> _Outcome:
+        slot = self._slot(server)
+        with slot.lock:
+            reused = slot.conn is not None and not slot.conn.closed and not slot.conn.broken
+            if not reused:
+                self._drop(slot)
+            if reused:
+                outcome = self._attempt(server, slot, secrets)
+                if outcome.writable:
+                    return outcome
+                # A kept connection may point at a node that is no longer the primary, or be
+                # broken by a restart: only a fresh connection tells what a client sees now.
+                logger.info(
+                    "postgres probe: server %s: kept connection failed or read-only; reconnecting", server
+                )
+                self._drop(slot)
+            return self._attempt(server, slot, secrets)
+
+    def _attempt(self, server: str, slot: _Slot, secrets: list[str]) -> _Outcome:
+        import psycopg
+
+        outcome = _Outcome()
+        try:
+            if slot.conn is None:
+                slot.conn = self._connect(server, secrets)
+                slot.table_ready = False
+            conn = slot.conn
+            row = self._execute(conn, STATUS_SQL).fetchone()
+            if row is None:
+                raise RuntimeError("no answer to the status query")
+            outcome.connected = True
+            outcome.in_recovery = bool(row[0])
+            started = row[1]
+            if isinstance(started, datetime):
+                outcome.postmaster_started_at = started.astimezone(timezone.utc)
+            if outcome.in_recovery:
+                outcome.error = "read-only: the server is in recovery (a standby)"
+                return outcome
+            if self._create_table and not slot.table_ready:
+                self._execute(conn, CREATE_TABLE_SQL)
+                slot.table_ready = True
+            notices: list[str] = []
+            handler = _collect_notices(notices)
+            conn.add_notice_handler(handler)
+            try:
+                self._execute(conn, UPSERT_SQL, (self.probe_id,))
+            finally:
+                conn.remove_notice_handler(handler)
+            if any(_SYNC_REP_WARNING in n for n in notices):
+                # The commit was cancelled while waiting for the synchronous standby: an
+                # application would still be waiting. Not writable, and the session is suspect.
+                outcome.error = (
+                    f"commit not acknowledged within {self._statement_timeout_ms} ms: "
+                    "waiting for synchronous replication"
+                )
+                self._drop(slot)
+                return outcome
+            outcome.writable = True
+            return outcome
+        except psycopg.Error as exc:
+            outcome.error = self._redact(_describe(exc), secrets)
+            self._drop(slot)
+            return outcome
+        except Exception as exc:
+            outcome.error = self._redact(f"{type(exc).__name__}: {exc}", secrets)
+            self._drop(slot)
+            return outcome
+
+    def _connect(self, server: str, secrets: list[str]) -> psycopg.Connection[Any]:
+        import psycopg
+
+        conninfo = self._conninfo_for(server)
+        secrets.append(conninfo)
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": self._connect_timeout,
+            "application_name": APPLICATION_NAME,
+            "options": (
+                f"-c statement_timeout={self._statement_timeout_ms} "
+                f"-c lock_timeout={self._lock_timeout_ms} "
+                f"-c idle_in_transaction_session_timeout={self._idle_timeout_ms}"
+            ),
+        }
+        if self._password_for is not None:
+            try:
+                password = self._password_for(server)
+            except Exception as exc:
+                raise _PasswordError(f"could not get a password or token: {type(exc).__name__}") from None
+            secrets.append(password)
+            kwargs["password"] = password
+        return psycopg.connect(conninfo, **kwargs)
+
+    def _execute(
+        self, conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] | None = None
+    ) -> psycopg.Cursor[Any]:
+        """Run one statement; a timer cancels it if the server-side timeouts did not end it."""
+        limit = self._statement_timeout_ms / 1000.0 + 1.0
+        timer = threading.Timer(limit, _cancel, args=(conn,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return conn.execute(query, params)
+        finally:
+            timer.cancel()
+            timer.join(timeout=5)
+
+    def _drop(self, slot: _Slot) -> None:
+        conn, slot.conn, slot.table_ready = slot.conn, None, False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                logger.debug("postgres probe: closing a connection failed", exc_info=True)
+
+    def _redact(self, text: str, secrets: list[str]) -> str:
+        for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        text = _SECRETISH.sub(lambda m: f"{m.group(1)}=***", text)
+        text = " ".join(text.split())
+        return text[:_ERROR_LIMIT]
+
+
+class _PasswordError(Exception):
+    pass
+
+
+def _cancel(conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.cancel_safe(timeout=2)
+        logger.warning("postgres probe: cancelled a statement that outlived its timeout")
+    except Exception:
+        logger.debug("postgres probe: cancel failed", exc_info=True)
+
+
+def _collect_notices(sink: list[str]) -> Callable[[Any], None]:
+    def handler(diagnostic: Any) -> None:
+        primary = getattr(diagnostic, "message_primary", "") or ""
+        detail = getattr(diagnostic, "message_detail", "") or ""
+        text = f"{primary} {detail}"
+        sink.append(text)
+
+    return handler
+
+
+def _describe(exc: Exception) -> str:
+    """Class name, SQLSTATE and the primary message only (no DETAIL/HINT/CONTEXT)."""
+    diag = getattr(exc, "diag", None)
+    sqlstate = getattr(exc, "sqlstate", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    message = primary or str(exc)
+    prefix = f"{type(exc).__name__}" + (f" [{sqlstate}]" if sqlstate else "")
+    return f"{prefix}: {message}" if message else prefix

@@ -1,0 +1,236 @@
+"""PostgresProbe against real PostgreSQL 15 (the local synchronous pair)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+
+from failover.adapters.postgres import APPLICATION_NAME, HEARTBEAT_TABLE, PostgresProbe, entra_token_provider
+from local import pgpair
+
+pytestmark = pytest.mark.integration
+
+SERVER = "pg-local-01"
+
+
+def _probe(conninfo: str, password: str | None, **kwargs) -> PostgresProbe:
+    options: dict[str, Any] = {"probe_id": f"test-{uuid.uuid4().hex[:8]}", "create_table": True}
+    options.update(kwargs)
+    return PostgresProbe(
+        lambda server: conninfo, (lambda server: password) if password is not None else None, **options
+    )
+
+
+def _admin(pair: pgpair.PgPair, password: str) -> psycopg.Connection:
+    return psycopg.connect(pair.conninfo(), password=password, autocommit=True)
+
+
+def _heartbeat(pair, password, probe_id):
+    with _admin(pair, password) as conn:
+        return conn.execute(
+            f"SELECT beat_at, beats FROM {HEARTBEAT_TABLE} WHERE probe_id = %s", (probe_id,)
+        ).fetchone()
+
+
+def test_writable_primary_heartbeat_once_per_check_and_connection_reuse(pg_pair, pg_password):
+    probe = _probe(pg_pair.conninfo(), pg_password)
+    try:
+        first = probe.check(SERVER)
+        assert first.ok, first.error
+        assert (first.server, first.connected, first.writable, first.in_recovery) == (
+            SERVER,
+            True,
+            True,
+            False,
+        )
+        assert first.error is None
+        assert first.started_at <= first.finished_at and first.started_at.tzinfo is not None
+        assert first.postmaster_started_at is not None and first.postmaster_started_at.tzinfo is not None
+        assert first.postmaster_started_at < datetime.now(timezone.utc) + timedelta(seconds=1)
+        beat_at_1, beats_1 = _heartbeat(pg_pair, pg_password, probe.probe_id)
+        assert beats_1 == 1
+
+        second = probe.check(SERVER)
+        assert second.ok and second.postmaster_started_at == first.postmaster_started_at
+        beat_at_2, beats_2 = _heartbeat(pg_pair, pg_password, probe.probe_id)
+        assert beats_2 == 2 and beat_at_2 > beat_at_1
+
+        # One row per probe instance, one kept session per server, with its timeouts set.
+        with _admin(pg_pair, pg_password) as conn:
+            sessions = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+            ).fetchone()
+            assert sessions == (1,)
+            rows = conn.execute(
+                f"SELECT count(*) FROM {HEARTBEAT_TABLE} WHERE probe_id = %s", (probe.probe_id,)
+            ).fetchone()
+            assert rows == (1,)
+    finally:
+        probe.close()
+
+
+def test_standby_only_conninfo_is_connected_but_not_writable(pg_pair, pg_password):
+    probe = _probe(pg_pair.node_conninfo(pg_pair.standby), pg_password)
+    try:
+        check = probe.check(SERVER)
+        assert check.connected and not check.writable and not check.ok
+        assert check.in_recovery is True
+        assert check.postmaster_started_at is not None
+        assert "recovery" in (check.error or "")
+    finally:
+        probe.close()
+
+
+def test_statement_timeout_bounds_a_slow_write(pg_pair, pg_password):
+    probe = _probe(
+        pg_pair.conninfo(), pg_password, statement_timeout_ms=400, probe_id=f"slow-{uuid.uuid4().hex[:6]}"
+    )
+    assert probe.check(SERVER).ok  # creates the table and the row
+    fn = f"slow_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_pair, pg_password) as conn:
+        conn.execute(
+            f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.probe_id = '{probe.probe_id}' THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            f"CREATE TRIGGER {fn} BEFORE UPDATE ON {HEARTBEAT_TABLE} FOR EACH ROW EXECUTE FUNCTION {fn}()"
+        )
+    try:
+        started = time.monotonic()
+        check = probe.check(SERVER)
+        elapsed = time.monotonic() - started
+        assert check.connected and not check.writable
+        assert "statement timeout" in (check.error or ""), check.error
+        assert elapsed < 2.5
+    finally:
+        with _admin(pg_pair, pg_password) as conn:
+            conn.execute(f"DROP TRIGGER {fn} ON {HEARTBEAT_TABLE}")
+            conn.execute(f"DROP FUNCTION {fn}()")
+        probe.close()
+
+
+def test_lock_timeout_bounds_a_blocked_write(pg_pair, pg_password):
+    probe = _probe(pg_pair.conninfo(), pg_password, statement_timeout_ms=2000, lock_timeout_ms=300)
+    try:
+        assert probe.check(SERVER).ok
+        with psycopg.connect(pg_pair.conninfo(), password=pg_password) as holder:  # a transaction
+            holder.execute(
+                f"SELECT * FROM {HEARTBEAT_TABLE} WHERE probe_id = %s FOR UPDATE", (probe.probe_id,)
+            )
+            started = time.monotonic()
+            check = probe.check(SERVER)
+            assert time.monotonic() - started < 1.5
+            holder.rollback()
+        assert check.connected and not check.writable
+        assert "lock timeout" in (check.error or ""), check.error
+        assert probe.check(SERVER).ok  # a new connection after the error, and it works again
+    finally:
+        probe.close()
+
+
+def test_wrong_password_and_failing_token_provider_are_redacted(pg_pair):
+    secret = f"not-the-password-{uuid.uuid4().hex}"
+    probe = _probe(pg_pair.conninfo(), secret)
+    check = probe.check(SERVER)
+    assert not check.connected and not check.writable
+    assert "password authentication failed" in (check.error or "")
+    assert secret not in (check.error or "")
+    assert f"port={pg_pair.primary_port},{pg_pair.standby_port}" not in (check.error or "")
+
+    def broken(server: str) -> str:
+        raise RuntimeError(f"token endpoint said no: {secret}")
+
+    probe = PostgresProbe(lambda s: pg_pair.conninfo(), broken, probe_id="broken")
+    check = probe.check(SERVER)
+    assert not check.connected and "could not get a password or token" in (check.error or "")
+    assert secret not in (check.error or "")
+
+
+def test_restart_sync_standby_loss_and_a_down_server(fresh_pg_pair, pg_password):
+    pair = fresh_pg_pair
+    probe = _probe(pair.conninfo(), pg_password, statement_timeout_ms=800)
+    try:
+        before = probe.check(SERVER)
+        assert before.ok, before.error
+
+        # A postmaster restart: the kept connection breaks, the next check reconnects and sees it.
+        pgpair.restart_node(pair, pair.primary)
+        after = probe.check(SERVER)
+        assert after.ok, after.error
+        assert after.postmaster_started_at is not None and before.postmaster_started_at is not None
+        assert after.postmaster_started_at > before.postmaster_started_at
+
+        # The synchronous standby is gone: a commit would wait forever; the check is bounded.
+        pgpair.stop_node(pair, pair.standby, mode="immediate")
+        started = time.monotonic()
+        hung = probe.check(SERVER)
+        assert time.monotonic() - started < 5
+        assert hung.connected and not hung.writable
+        assert "synchronous replication" in (hung.error or ""), hung.error
+
+        # The primary is down too: nothing answers the endpoint.
+        pgpair.stop_node(pair, pair.primary, mode="immediate")
+        started = time.monotonic()
+        down = probe.check(SERVER)
+        assert time.monotonic() - started < 10
+        assert not down.connected and not down.writable and not down.ok
+        assert down.in_recovery is None and down.postmaster_started_at is None
+        assert down.error and pg_password not in down.error and "password=" not in down.error
+    finally:
+        probe.close()
+
+
+def test_primary_killed_standby_alive_is_not_connected_through_the_endpoint(fresh_pg_pair, pg_password):
+    pair = fresh_pg_pair
+    probe = _probe(pair.conninfo(), pg_password)
+    try:
+        assert probe.check(SERVER).ok
+        pgpair.kill_primary(pair)
+        check = probe.check(SERVER)
+        assert not check.connected and not check.ok  # only a read-only node is left
+        pgpair.promote_standby(pair)
+        healed = probe.check(SERVER)
+        assert healed.ok, healed.error
+    finally:
+        probe.close()
+
+
+def test_probe_never_raises_for_concurrent_checks(pg_pair, pg_password):
+    probe = _probe(pg_pair.conninfo(), pg_password)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(probe.check(SERVER))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    probe.close()
+    assert len(results) == 4 and all(r.ok for r in results)
+    assert _heartbeat(pg_pair, pg_password, probe.probe_id)[1] == 4
+
+
+class _CountingCredential:
+    def __init__(self, lifetime: int) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.lifetime = lifetime
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+
+        self.calls.append(scopes)
+        return AccessToken(f"token-{len(self.calls)}", int(time.time()) + self.lifetime)
+
+
+def test_entra_token_provider_caches_until_near_expiry():
+    long_lived = _CountingCredential(3600)
+    provider = entra_token_provider(long_lived)
+    assert provider("a") == provider("b") == "token-1"
+    assert long_lived.calls == [("https://ossrdbms-aad.database.windows.net/.default",)]
+    short_lived = _CountingCredential(60)  # inside the 5-minute refresh margin: fetched every time
+    provider = entra_token_provider(short_lived)
+    assert provider("a") == "token-1" and provider("a") == "token-2"
