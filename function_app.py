@@ -5,11 +5,11 @@ Importing this module does no I/O and imports no management, Redis or PostgreSQL
 """
 
 import azure.functions as func
-from handlers.lookups import bp as lookups
 
 from handlers.alerts import bp as alerts
 from handlers.eventgrid import bp as eventgrid
 from handlers.health import bp as health
+from handlers.lookups import bp as lookups
 from handlers.timers import bp as timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

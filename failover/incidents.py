@@ -198,8 +198,10 @@ def fold(incident: Incident, signal: Signal) -> Incident:
 def topology_of(state: ServerState, incident: Incident | None, *, now: datetime) -> Topology:
     """The Redis topology snapshot for the server after a decision."""
     known = state.topology or KnownTopology(resource_id=state.resource_id)
-    newer = incident is not None and incident.topology_at is not None and (
-        known.observed_at is None or incident.topology_at >= known.observed_at
+    newer = (
+        incident is not None
+        and incident.topology_at is not None
+        and (known.observed_at is None or incident.topology_at >= known.observed_at)
     )
     return Topology(
         server=state.server,

@@ -112,9 +112,7 @@ _PROBLEM_KINDS = frozenset(
     }
 )
 _PROGRESS_KINDS = frozenset({SignalKind.FAILOVER_COMPLETED})
-_RECOVERY_KINDS = frozenset(
-    {SignalKind.HEALTH_AVAILABLE, SignalKind.DB_UP, SignalKind.WRITE_RESTORED}
-)
+_RECOVERY_KINDS = frozenset({SignalKind.HEALTH_AVAILABLE, SignalKind.DB_UP, SignalKind.WRITE_RESTORED})
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,14 @@ class Prober:
                 break
             self.sleep(max(0.0, wake - self.monotonic()))
         if memory is not None and self.db_probe is not None:
-            self._guard(health, "db", lambda: self.responder.save_probe_facts(health.server, db=memory.state))
+            try:
+                self.responder.save_probe_facts(health.server, db=memory.state)
+            except FailoverError as error:
+                log.warning(
+                    "probe of server %s: could not keep the database bookkeeping: %s",
+                    health.server,
+                    redact(str(error)),
+                )
 
     def _arm_check(self, resource_id: str, health: ServerHealth) -> None:
         if self.inspector is None:

@@ -91,15 +91,18 @@ class LocalServices:
         if not port_open(port):
             workdir = tempfile.mkdtemp(prefix="azurite-")
             self.temp_dirs.append(workdir)
-            process = subprocess.Popen(  # noqa: S603 - a fixed local binary with fixed arguments
+            process = subprocess.Popen(
                 [
                     str(azurite_binary()),
-                    "--tableHost", "127.0.0.1",
-                    "--tablePort", str(port),
+                    "--tableHost",
+                    "127.0.0.1",
+                    "--tablePort",
+                    str(port),
                     "--inMemoryPersistence",
                     "--disableTelemetry",
                     "--skipApiVersionCheck",
-                    "--location", workdir,
+                    "--location",
+                    workdir,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -118,9 +121,20 @@ class LocalServices:
                 raise RuntimeError("redis-server is missing: apt-get install redis-server")
             workdir = tempfile.mkdtemp(prefix="redis-")
             self.temp_dirs.append(workdir)
-            process = subprocess.Popen(  # noqa: S603
-                [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                 "--dir", workdir],
+            process = subprocess.Popen(
+                [
+                    binary,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    workdir,
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

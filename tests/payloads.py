@@ -21,7 +21,12 @@ def for_server(payload: Any, server: str) -> Any:
 
 
 def resource_health(
-    *, event_id: str, at: datetime, server: str = "pg-prod-01", status: str = "Degraded", cause: str | None = None
+    *,
+    event_id: str,
+    at: datetime,
+    server: str = "pg-prod-01",
+    status: str = "Degraded",
+    cause: str | None = None,
 ) -> dict[str, Any]:
     """A Resource Health common-schema alert with its own identity and time."""
     payload = copy.deepcopy(for_server(load("monitor/resource_health_degraded_unplanned.json"), server))
@@ -34,4 +39,4 @@ def resource_health(
     if status == "Available":
         context["properties"]["previousHealthStatus"] = "Degraded"
         context["properties"]["title"] = "Available"
-    return payload
+    return dict(payload)

@@ -131,8 +131,10 @@ def state_to_entity(state: ServerState) -> dict[str, Any]:
             }
         ),
         "maintenance": _dumps(
-            [{"tracking_id": m.tracking_id, "starts_at": iso(m.starts_at), "ends_at": iso(m.ends_at)}
-             for m in state.maintenance]
+            [
+                {"tracking_id": m.tracking_id, "starts_at": iso(m.starts_at), "ends_at": iso(m.ends_at)}
+                for m in state.maintenance
+            ]
         ),
         "signals_recorded": state.signals_recorded,
     }

@@ -151,13 +151,18 @@ def diff_check(
     db = memory.state
     signals: list[Signal] = []
     if check.ok:
-        if db.failing_since is not None:
-            signals.append(_write_restored(db, check, resource_id, received_at))
         restarted = (
             db.postmaster_started_at is not None
             and check.postmaster_started_at is not None
             and check.postmaster_started_at != db.postmaster_started_at
         )
+        if db.failing_since is None and restarted and db.last_ok_write_at is not None:
+            # A new primary (or a restarted one) answered although no check failed: the outage fell
+            # between two checks. Writes were lost from the last good write to this one, at most.
+            db = replace(db, failing_since=db.last_ok_write_at)
+            signals.append(_write_unavailable(db, check, resource_id, received_at, inferred=True))
+        if db.failing_since is not None:
+            signals.append(_write_restored(db, check, resource_id, received_at))
         if restarted:
             signals.append(_postmaster_restarted(db, check, resource_id, received_at))
         db = DbProbeState(
@@ -197,13 +202,19 @@ def _db_signal(
     )
 
 
-def _write_unavailable(db: DbProbeState, check: DbCheck, resource_id: str, received_at: datetime) -> Signal:
-    reason = "connected to a read-only node" if check.connected else "cannot connect"
+def _write_unavailable(
+    db: DbProbeState, check: DbCheck, resource_id: str, received_at: datetime, *, inferred: bool = False
+) -> Signal:
+    if inferred:
+        reason = "the primary changed between two checks"
+    else:
+        reason = "connected to a read-only node" if check.connected else "cannot connect"
+    at = db.failing_since if inferred and db.failing_since else check.started_at
     return _db_signal(
         check,
         SignalKind.WRITE_UNAVAILABLE,
         key=iso(db.last_ok_write_at) or iso(check.started_at) or "",
-        at=check.started_at,
+        at=at,
         summary=f"writes failing ({reason}); last good write {iso(db.last_ok_write_at) or 'not seen'}",
         resource_id=resource_id,
         received_at=received_at,

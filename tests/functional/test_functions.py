@@ -72,7 +72,11 @@ def test_recorded_then_duplicate(runtime):
 
 @pytest.mark.parametrize(
     "fixture",
-    ["monitor/foreign_vm_resource_health.json", "monitor/metric_cpu_fired.json", "monitor/service_health_incident.json"],
+    [
+        "monitor/foreign_vm_resource_health.json",
+        "monitor/metric_cpu_fired.json",
+        "monitor/service_health_incident.json",
+    ],
 )
 def test_alerts_about_other_things_are_ignored(runtime, fixture):
     status, body = app.post_alert(load(fixture))

@@ -22,7 +22,7 @@ from handlers._runtime import set_runtime
 def functions() -> dict[str, Any]:
     import function_app
 
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
 
 
 def call(name: str, **kwargs: Any) -> Any:
@@ -37,11 +37,17 @@ def install(env: dict[str, str], clock: Any = None) -> Runtime:
     return runtime
 
 
-def post_alert(payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def post_alert(
+    payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     body = raw if raw is not None else json.dumps(payload).encode()
     request = func.HttpRequest(
-        "POST", "http://localhost:7071/api/alerts", headers={"content-type": "application/json", **(headers or {})},
-        params={}, route_params={}, body=body,
+        "POST",
+        "http://localhost:7071/api/alerts",
+        headers={"content-type": "application/json", **(headers or {})},
+        params={},
+        route_params={},
+        body=body,
     )
     response = call("post_alert", req=request)
     text = response.get_body().decode()
@@ -51,10 +57,17 @@ def post_alert(payload: Any, *, raw: bytes | None = None, headers: dict[str, str
 def event(raw: dict[str, Any]) -> func.EventGridEvent:
     time = raw.get("eventTime")
     parsed = parse_iso(time) if isinstance(time, str) else None
-    return func.EventGridEvent(
-        id=raw.get("id"), data=raw.get("data"), topic=raw.get("topic"), subject=raw.get("subject"),
-        event_type=raw.get("eventType"), event_time=parsed, data_version=raw.get("dataVersion"),
-    )
+    # The host passes whatever the event held, None included: so do we (malformed events are tested).
+    fields: dict[str, Any] = {
+        "id": raw.get("id"),
+        "data": raw.get("data"),
+        "topic": raw.get("topic"),
+        "subject": raw.get("subject"),
+        "event_type": raw.get("eventType"),
+        "event_time": parsed,
+        "data_version": raw.get("dataVersion"),
+    }
+    return func.EventGridEvent(**fields)
 
 
 def deliver(raw: dict[str, Any]) -> None:

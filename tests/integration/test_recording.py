@@ -31,7 +31,9 @@ def runtime(azurite, table_name, clock):
 
 
 def _incidents(runtime, server="pg-prod-01"):
-    page = runtime.store.incidents_of_server(server, since=None, until=None, status=None, limit=200, after=None)
+    page = runtime.store.incidents_of_server(
+        server, since=None, until=None, status=None, limit=200, after=None
+    )
     return list(page.incidents)
 
 

@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("azure.mgmt", "azure.data", "azure.identity", "azure.core", "redis", "psycopg", "requests", "urllib3")
+FORBIDDEN = (
+    "azure.mgmt",
+    "azure.data",
+    "azure.identity",
+    "azure.core",
+    "redis",
+    "psycopg",
+    "requests",
+    "urllib3",
+)
 
 PROBE = """
 import json, socket, sys

@@ -7,7 +7,9 @@ import pytest
 from failover.config import Secret, Settings
 from failover.errors import ConfigError
 
-WEBHOOK = "https://prod-01.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=SECRETSIG"
+WEBHOOK = (
+    "https://prod-01.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=SECRETSIG"
+)
 RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg-prod-01"
 
 
@@ -30,8 +32,14 @@ def test_every_bad_key_is_named_once():
             }
         )
     message = str(caught.value)
-    for key in ("AzureWebJobsStorage", "FAILOVER_TABLE", "MONITORED_SERVERS", "INCIDENT_QUIET_SECONDS",
-                "PROBE_MAX_WORKERS", "PG_AUTH"):
+    for key in (
+        "AzureWebJobsStorage",
+        "FAILOVER_TABLE",
+        "MONITORED_SERVERS",
+        "INCIDENT_QUIET_SECONDS",
+        "PROBE_MAX_WORKERS",
+        "PG_AUTH",
+    ):
         assert key in message
 
 

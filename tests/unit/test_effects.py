@@ -24,13 +24,20 @@ def decide(*signals):
 
 def test_an_opening_gives_redis_teams_and_day_index_once():
     effects = fx.effects_for(decide(signal(SignalKind.DB_DOWN, 0)), now=NOW)
-    assert [e.name for e in effects] == [EffectName.REDIS_TOPOLOGY, EffectName.TEAMS_CARD, EffectName.DAY_INDEX]
+    assert [e.name for e in effects] == [
+        EffectName.REDIS_TOPOLOGY,
+        EffectName.TEAMS_CARD,
+        EffectName.DAY_INDEX,
+    ]
     assert {e.transition for e in effects} == {Transition.OPENED}
     assert effects[0].payload["version"] == 1
 
 
 def test_a_signal_without_transition_gives_nothing():
-    assert fx.effects_for(decide(signal(SignalKind.DB_DOWN, 0), signal(SignalKind.HEALTH_DEGRADED, 1)), now=NOW) == ()
+    assert (
+        fx.effects_for(decide(signal(SignalKind.DB_DOWN, 0), signal(SignalKind.HEALTH_DEGRADED, 1)), now=NOW)
+        == ()
+    )
 
 
 def test_several_transitions_at_once_give_one_set_for_the_latest():
@@ -54,19 +61,22 @@ def _effect(attempts):
 
 
 def test_failure_keeps_it_pending_then_dead_after_the_last_attempt():
-    pending = fx.after_failure(_effect(1), error="503", retryable=True, retry_after=None, now=NOW, policy=RETRY,
-                               jitter=0.5)
+    pending = fx.after_failure(
+        _effect(1), error="503", retryable=True, retry_after=None, now=NOW, policy=RETRY, jitter=0.5
+    )
     assert pending.status is EffectStatus.PENDING
-    assert pending.next_attempt_at > NOW
+    assert pending.next_attempt_at is not None and pending.next_attempt_at > NOW
     assert pending.last_error == "503"
-    dead = fx.after_failure(_effect(3), error="503", retryable=True, retry_after=None, now=NOW, policy=RETRY,
-                            jitter=0.5)
+    dead = fx.after_failure(
+        _effect(3), error="503", retryable=True, retry_after=None, now=NOW, policy=RETRY, jitter=0.5
+    )
     assert dead.status is EffectStatus.DEAD
 
 
 def test_permanent_failure_is_dead_at_once():
-    dead = fx.after_failure(_effect(1), error="400", retryable=False, retry_after=None, now=NOW, policy=RETRY,
-                            jitter=0.5)
+    dead = fx.after_failure(
+        _effect(1), error="400", retryable=False, retry_after=None, now=NOW, policy=RETRY, jitter=0.5
+    )
     assert dead.status is EffectStatus.DEAD
 
 

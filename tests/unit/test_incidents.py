@@ -60,7 +60,9 @@ def test_arrival_order_never_changes_the_incident(order):
     state, _ = run(order)
     (incident,) = state.incidents
     (reference,) = expected.incidents
-    assert replace(incident, incident_id="x", transitions=()) == replace(reference, incident_id="x", transitions=())
+    assert replace(incident, incident_id="x", transitions=()) == replace(
+        reference, incident_id="x", transitions=()
+    )
 
 
 def test_late_earlier_signal_moves_the_start_back_but_keeps_the_id():
@@ -90,6 +92,7 @@ def test_resolves_only_after_the_quiet_period():
     state, _ = run(PLANNED)
     assert settle(state, now=T0 + timedelta(seconds=90 + 299), policy=POLICY) == ()
     (decision,) = settle(state, now=T0 + timedelta(seconds=90 + 300), policy=POLICY)
+    assert decision.incident is not None
     assert decision.incident.status is IncidentStatus.RESOLVED
     assert decision.incident.resolved_at == T0 + timedelta(seconds=90)
     assert decision.transitions == (Transition.RESOLVED,)
@@ -125,14 +128,23 @@ def test_strongest_cause_wins_whatever_the_order():
 def test_probe_only_failover_is_unplanned_with_zones():
     view = {"primary_zone": "2", "standby_zone": "1", "ha_state": "ReplicatingData", "resource_id": "r"}
     swap = signal(
-        SignalKind.FAILOVER_COMPLETED, 0, source=Source.ARM_PROBE, cause=Cause.UNPLANNED,
+        SignalKind.FAILOVER_COMPLETED,
+        0,
+        source=Source.ARM_PROBE,
+        cause=Cause.UNPLANNED,
         details={"view": view, "zone_before": "1"},
     )
-    known = KnownTopology(resource_id="r", primary_zone="1", standby_zone="2", ha_state="Healthy", observed_at=T0)
+    known = KnownTopology(
+        resource_id="r", primary_zone="1", standby_zone="2", ha_state="Healthy", observed_at=T0
+    )
     state, decisions = run([swap], state=ServerState(server="pg-prod-01", topology=known))
     (incident,) = state.incidents
     assert incident.cause is Cause.UNPLANNED
-    assert (incident.primary_zone_before, incident.primary_zone_after, incident.standby_zone_after) == ("1", "2", "1")
+    assert (incident.primary_zone_before, incident.primary_zone_after, incident.standby_zone_after) == (
+        "1",
+        "2",
+        "1",
+    )
     assert decisions[0].transitions == (Transition.OPENED, Transition.PRIMARY_RESTORED)
     assert state.topology.primary_zone == "2"
     assert state.arm_version == 1
@@ -140,8 +152,15 @@ def test_probe_only_failover_is_unplanned_with_zones():
 
 def test_maintenance_notice_makes_a_probe_failover_maintenance():
     notice = signal(
-        SignalKind.MAINTENANCE_SCHEDULED, -3600, cause=Cause.MAINTENANCE, confidence=2,
-        details={"impact_start": "2026-11-25T07:00:00Z", "impact_end": "2026-11-25T08:00:00Z", "tracking_id": "T"},
+        SignalKind.MAINTENANCE_SCHEDULED,
+        -3600,
+        cause=Cause.MAINTENANCE,
+        confidence=2,
+        details={
+            "impact_start": "2026-11-25T07:00:00Z",
+            "impact_end": "2026-11-25T08:00:00Z",
+            "tracking_id": "T",
+        },
     )
     probe = signal(SignalKind.WRITE_UNAVAILABLE, 0, source=Source.DB_PROBE, cause=Cause.UNPLANNED)
     state, _ = run([notice, probe])
@@ -150,8 +169,13 @@ def test_maintenance_notice_makes_a_probe_failover_maintenance():
 
 def test_downtime_is_the_longest_measured_gap_not_a_sum():
     a = signal(SignalKind.WRITE_RESTORED, 20, source=Source.DB_PROBE, details={"downtime_seconds": 9.0})
-    b = signal(SignalKind.WRITE_RESTORED, 21, source=Source.DB_PROBE, details={"downtime_seconds": 9.4},
-               signal_id="other-worker")
+    b = signal(
+        SignalKind.WRITE_RESTORED,
+        21,
+        source=Source.DB_PROBE,
+        details={"downtime_seconds": 9.4},
+        signal_id="other-worker",
+    )
     state, _ = run([PLANNED[0], a, b])
     assert state.incidents[0].write_downtime_seconds == 9.4
 

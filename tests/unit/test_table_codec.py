@@ -8,7 +8,7 @@ import pytest
 
 from failover.adapters import table_codec as codec
 from failover.incidents import Policy, ServerState, correlate
-from failover.model import Cause, SignalKind, Source
+from failover.model import Cause, EffectName, SignalKind, Source
 from tests.builders import T0, signal
 
 FORBIDDEN = set("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
@@ -35,8 +35,12 @@ def test_incident_round_trip_and_keys_are_legal():
     entity = codec.incident_to_entity(incident)
     restored = codec.incident_from_entity(entity)
     assert restored == incident
-    for key in (entity["RowKey"], codec.day_partition(incident.incident_id), codec.day_key(incident.incident_id),
-                codec.effect_key(incident.incident_id, incident.transitions[0], codec.EffectName.TEAMS_CARD)):
+    for key in (
+        entity["RowKey"],
+        codec.day_partition(incident.incident_id),
+        codec.day_key(incident.incident_id),
+        codec.effect_key(incident.incident_id, incident.transitions[0], EffectName.TEAMS_CARD),
+    ):
         assert not set(key) & FORBIDDEN
 
 
@@ -55,8 +59,17 @@ def test_signal_keys_sort_by_observed_time():
     assert low <= a < c < high
 
 
-@pytest.mark.parametrize("bad", ["", "pg", "PG-PROD~20261125T071602Z", "pg-prod-01~2026", "../x~20261125T071602Z",
-                                 "pg-prod-01~20261125T071602Z/../x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "pg",
+        "PG-PROD~20261125T071602Z",
+        "pg-prod-01~2026",
+        "../x~20261125T071602Z",
+        "pg-prod-01~20261125T071602Z/../x",
+    ],
+)
 def test_bad_incident_ids_are_refused(bad):
     with pytest.raises(codec.IncidentIdError):
         codec.split_incident_id(bad)

@@ -22,8 +22,19 @@ def test_parse(text, expected):
     assert parse_iso(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["", None, 5, "2026-11-25T07:16:02", "yesterday", "2026-13-45T00:00:00Z",
-                                 "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        None,
+        5,
+        "2026-11-25T07:16:02",
+        "yesterday",
+        "2026-13-45T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
 def test_refused(bad):
     with pytest.raises(ValueError):
         parse_iso(bad)

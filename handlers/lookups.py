@@ -1,0 +1,98 @@
+"""Incident lookups over HTTP: `GET /api/incidents[/{id}[/timeline]]` and `GET /api/servers/{name}`.
+
+Layer: edge. Reads query and route parameters, calls `failover.lookups` (which validates them before
+any storage call) and maps outcomes to status codes: 400 `{"error": reason}` for bad input, 404 for
+unknown ids, 503 when storage is down (via `guarded`), never 500. It must not query storage itself
+or put raw input into a response without escaping; every answer is `no-store` and `nosniff`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import azure.functions as func
+
+from failover import lookups
+from failover.errors import NotFoundError
+from failover.timeline_html import CSP, render_timeline_page
+from handlers._http import error, guarded, json_response
+from handlers._runtime import get_runtime
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+_COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_HTML_HEADERS = {**_COMMON_HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"}
+
+
+@bp.route(route="incidents", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_incidents(req: func.HttpRequest) -> func.HttpResponse:
+    def answer() -> func.HttpResponse:
+        runtime = get_runtime()
+        params = req.params
+        body = lookups.list_incidents(
+            runtime.store,
+            runtime.settings,
+            server=params.get("server"),
+            since=params.get("since"),
+            until=params.get("until"),
+            status=params.get("status"),
+            limit=params.get("limit"),
+            continuation=params.get("continuation"),
+            now=runtime.clock(),
+        )
+        return json_response(200, body, _COMMON_HEADERS)
+
+    return _answer("list_incidents", answer)
+
+
+@bp.route(route="incidents/{incident_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_incident(req: func.HttpRequest) -> func.HttpResponse:
+    def answer() -> func.HttpResponse:
+        runtime = get_runtime()
+        incident_id = req.route_params.get("incident_id")
+        return json_response(
+            200, lookups.get_incident(runtime.store, runtime.settings, incident_id), _COMMON_HEADERS
+        )
+
+    return _answer("get_incident", answer)
+
+
+@bp.route(route="incidents/{incident_id}/timeline", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_incident_timeline(req: func.HttpRequest) -> func.HttpResponse:
+    def answer() -> func.HttpResponse:
+        runtime = get_runtime()
+        incident_id = req.route_params.get("incident_id")
+        incident = lookups.get_incident(runtime.store, runtime.settings, incident_id)
+        page = render_timeline_page(incident, now=runtime.clock())
+        return func.HttpResponse(
+            page, status_code=200, mimetype="text/html", charset="utf-8", headers=dict(_HTML_HEADERS)
+        )
+
+    return _answer("get_incident_timeline", answer)
+
+
+@bp.route(route="servers/{server}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_server(req: func.HttpRequest) -> func.HttpResponse:
+    def answer() -> func.HttpResponse:
+        runtime = get_runtime()
+        body = lookups.get_server(runtime.store, req.route_params.get("server"))
+        return json_response(200, body, _COMMON_HEADERS)
+
+    return _answer("get_server", answer)
+
+
+def _answer(name: str, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Bad input answers 400 and unknown ids 404; `guarded` turns everything else into 503, never 500."""
+
+    def mapped() -> func.HttpResponse:
+        try:
+            return action()
+        except lookups.BadLookupError as exc:
+            log.info("%s: refused: %s", name, exc.reason)
+            return error(400, exc.reason, _COMMON_HEADERS)
+        except NotFoundError as exc:
+            return error(404, str(exc), _COMMON_HEADERS)
+
+    return guarded(name, mapped)

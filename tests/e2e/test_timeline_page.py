@@ -1,0 +1,267 @@
+"""The timeline page in a real browser: headless Chromium renders it offline and runs nothing from it.
+
+A realistic planned failover (restart with failover, Resource Health degraded, HA FailingOver, zones
+1 -> 2, writes unavailable 12.4 s, writes back, Resource Health available, standby rebuilt, resolved)
+with two hostile payload values. Chromium (`/usr/lib/chromium/chromium`, never a downloaded
+browser; network pointed at a dead loopback proxy) dumps the DOM after load and takes a screenshot.
+The test fails, never skips, when Chromium is missing.
+
+    UPDATE_DOCS=1 .venv/bin/python -m pytest tests/e2e/test_timeline_page.py   # rewrites docs/timeline.png
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from failover.timeline_html import render_timeline_page
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("CHROMIUM_BIN", "/usr/lib/chromium/chromium"))
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=NetworkTimeServiceQuerying",
+    "--proxy-server=127.0.0.1:9",  # nothing leaves the machine; file:// is not proxied
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
+WINDOW = (1280, 2640)
+T0 = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
+SCRIPT = "<script>document.title='PWNED'</script>"
+IMG = "<img src=x onerror=\"document.title='PWNED-IMG';document.body.dataset.pwned=1\">"
+SERVER = "pg-prod-01"
+RESOURCE = (
+    "/subscriptions/5f1c0000-0000-0000-0000-00000000c0de/resourceGroups/rg-payments-data/providers/"
+    f"Microsoft.DBforPostgreSQL/flexibleServers/{SERVER}"
+)
+
+
+def _at(seconds: float) -> str:
+    when = T0 + timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}Z"
+
+
+def _entry(seconds: float, source: str, kind: str, summary: str, signal_id: str) -> dict[str, Any]:
+    return {"at": _at(seconds), "source": source, "kind": kind, "summary": summary, "signal_id": signal_id}
+
+
+def planned_failover() -> dict[str, Any]:
+    """The public JSON of a planned failover as the API serves it, with two hostile values inside."""
+    timeline = [
+        _entry(
+            0.0,
+            "monitor_alert",
+            "failover_started",
+            f"Activity Log: restart with failover (PlannedFailover) started by {SCRIPT}",
+            "monitor_alert:activitylog:3f2a9c1e-7d44-4b0e-9a51-1f0c2d3e4f5a",
+        ),
+        _entry(
+            5.8,
+            "monitor_alert",
+            "health_degraded",
+            "Resource Health: Degraded (UserInitiated): a planned failover is in progress",
+            "monitor_alert:resourcehealth:8c1b2a3d-0e4f-4a5b-8c6d-7e8f9a0b1c2d",
+        ),
+        _entry(
+            9.6,
+            "arm_probe",
+            "ha_state_changed",
+            "Management API: High availability state Healthy -> FailingOver",
+            "arm_probe:pg-prod-01:ha_state:Healthy>FailingOver:v41",
+        ),
+        _entry(
+            14.2,
+            "db_probe",
+            "write_unavailable",
+            "Database probe: writes refused (server closed the connection unexpectedly)",
+            "db_probe:pg-prod-01:write_unavailable:20261125T071616Z",
+        ),
+        _entry(
+            26.6,
+            "db_probe",
+            "write_restored",
+            "Database probe: writes succeed again after 12.4 s (new primary, not in recovery)",
+            "db_probe:pg-prod-01:write_restored:20261125T071628Z",
+        ),
+        _entry(
+            28.3,
+            "arm_probe",
+            "failover_completed",
+            "Management API: Primary moved from zone 1 to zone 2 (standby zone 1)",
+            "arm_probe:pg-prod-01:primary_zone:1>2:v42",
+        ),
+        _entry(
+            29.1,
+            "db_probe",
+            "postmaster_restarted",
+            "Database probe: PostgreSQL started at 07:16:29 (postmaster restarted)",
+            "db_probe:pg-prod-01:postmaster_restarted:20261125T071629Z",
+        ),
+        _entry(
+            41.7,
+            "event_grid",
+            "failover_completed",
+            "Event Grid: restart with failover succeeded (ResourceActionSuccess)",
+            f"event_grid:9d3e0f1a-2b4c-4d5e-8f60-718293a4b5c6 {IMG}",
+        ),
+        _entry(
+            96.0,
+            "monitor_alert",
+            "health_available",
+            "Resource Health: Available: the server is running normally",
+            "monitor_alert:resourcehealth:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        ),
+        _entry(
+            318.4,
+            "arm_probe",
+            "ha_state_changed",
+            "Management API: High availability state FailingOver -> Healthy",
+            "arm_probe:pg-prod-01:ha_state:FailingOver>Healthy:v43",
+        ),
+        _entry(
+            318.4,
+            "arm_probe",
+            "server_state_changed",
+            "Management API: Server state Updating -> Ready",
+            "arm_probe:pg-prod-01:state:Updating>Ready:v43",
+        ),
+    ]
+    return {
+        "incident_id": f"{SERVER}~20261125T071602Z",
+        "server": SERVER,
+        "resource_id": RESOURCE,
+        "status": "resolved",
+        "cause": "planned",
+        "opened_at": _at(0),
+        "primary_restored_at": _at(26.6),
+        "resolved_at": _at(318.4),
+        "primary_zone_before": "1",
+        "primary_zone_after": "2",
+        "standby_zone_after": "1",
+        "ha_state": "Healthy",
+        "write_downtime_seconds": 12.4,
+        "signal_count": len(timeline),
+        "notifications": [
+            {"transition": "opened", "status": "done", "at": _at(2.9)},
+            {"transition": "primary_restored", "status": "done", "at": _at(27.8)},
+            {"transition": "resolved", "status": "done", "at": _at(619.0)},
+        ],
+        "timeline": timeline,
+    }
+
+
+def run_chromium(page: Path, *, screenshot: Path | None = None) -> str:
+    """The DOM after the load event (and a window-sized PNG when asked)."""
+    assert CHROMIUM.exists(), (
+        f"Chromium not found at {CHROMIUM}: apt-get install -y --no-install-recommends chromium"
+    )
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    try:
+        args = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+        if screenshot is not None:
+            args.append(f"--screenshot={screenshot}")
+        args += ["--dump-dom", page.as_uri()]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=90, check=False)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip(), "Chromium dumped an empty DOM"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The page rendered once with its CSP (screenshot), once without it (escaping alone)."""
+    folder = tmp_path_factory.mktemp("timeline")
+    page = render_timeline_page(planned_failover(), now=T0 + timedelta(minutes=15))
+    with_csp = folder / "timeline.html"
+    with_csp.write_text(page, encoding="utf-8")
+    csp_meta = re.search(r'<meta http-equiv="Content-Security-Policy"[^>]*>\n', page)
+    assert csp_meta is not None
+    without_csp = folder / "timeline-no-csp.html"
+    without_csp.write_text(page.replace(csp_meta.group(0), ""), encoding="utf-8")
+    shot = folder / "timeline.png"
+    return {
+        "html": page,
+        "dom": run_chromium(with_csp, screenshot=shot),
+        "dom_without_csp": run_chromium(without_csp),
+        "png": shot,
+    }
+
+
+def _title(dom: str) -> str:
+    match = re.search(r"<title>(.*?)</title>", dom, re.S)
+    assert match is not None
+    return html.unescape(match.group(1))
+
+
+def _text(dom: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", dom))
+
+
+def test_phases_downtime_and_zones_are_shown(rendered: dict[str, Any]) -> None:
+    text = _text(rendered["dom"])
+    for label in (
+        "Detected",
+        "Failing over",
+        "Writes unavailable",
+        "Primary restored",
+        "Standby rebuilt",
+        "Resolved",
+    ):
+        assert label in text, label
+    assert "Client write downtime" in text
+    assert "12.4 s" in text
+    assert "1 → 2" in text
+    assert "planned" in text
+    for source in ("Monitor alerts", "Event Grid", "Management API probe", "Database probe", "Responder"):
+        assert source in text, source
+    assert rendered["dom"].count("<tr") == 1 + 3 + 1 + 11  # notifications and entries tables
+
+
+def test_injected_markup_never_runs_even_without_csp(rendered: dict[str, Any]) -> None:
+    for dom in (rendered["dom"], rendered["dom_without_csp"]):
+        assert _title(dom) == "Failover of pg-prod-01 2026-11-25 07:16 UTC (resolved)"
+        assert "PWNED" not in _title(dom)
+        assert "data-pwned" not in dom
+        assert "<script" not in dom.lower()
+        assert "<img" not in dom.lower()
+        # The hostile values are shown as text, for people to read.
+        assert SCRIPT in _text(dom)
+        assert IMG in _text(dom)
+
+
+def test_page_loads_nothing_and_has_no_script(rendered: dict[str, Any]) -> None:
+    page = rendered["html"]
+    assert not re.search(r"<(script|link|iframe|object|embed|img)\b", page, re.I)
+    tags = re.findall(r"<[^>]*>", page)
+    assert not [t for t in tags if re.search(r"\s(src|href|on[a-z]+)\s*=", t, re.I)]
+    assert "url(" not in page
+    assert "@import" not in page
+
+
+def test_screenshot_is_written_and_saved_for_docs(rendered: dict[str, Any]) -> None:
+    png: Path = rendered["png"]
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == WINDOW
+    assert len(data) > 60_000  # a rendered page, not a blank window
+    if os.environ.get("UPDATE_DOCS") == "1":
+        shutil.copyfile(png, REPO / "docs" / "timeline.png")
