@@ -194,7 +194,8 @@ def _build(
     zone_before = plain(incident.primary_zone_before, 16) if incident.primary_zone_before else None
     zone_after = plain(incident.primary_zone_after, 16) if incident.primary_zone_after else None
     style, color = _STYLE.get(transition, ("default", "Default"))
-    headline = _headline(transition, server, zone_after)
+    # Name the new zone only once the management API has shown the primary move there.
+    headline = _headline(transition, server, zone_after if zone_after != zone_before else None)
 
     cause = _CAUSE_TEXT.get(incident.cause, plain(incident.cause, 40))
     if zone_before or zone_after:

@@ -46,6 +46,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -320,6 +321,16 @@ def _rules_for(template: str, methods: frozenset[str], function_name: str) -> li
 
 
 # --------------------------------------------------------------------------------------------
+_FUNCTIONS: weakref.WeakKeyDictionary[Any, list[Function]] = weakref.WeakKeyDictionary()
+
+
+def registered_functions(app: func.FunctionApp) -> list[Function]:
+    """``app.get_functions()``, read once per app and shared: a second call on the same app raises."""
+    if app not in _FUNCTIONS:
+        _FUNCTIONS[app] = list(app.get_functions())
+    return _FUNCTIONS[app]
+
+
 # Function metadata read from app.get_functions()
 # --------------------------------------------------------------------------------------------
 
@@ -525,7 +536,7 @@ class FunctionHost:
         self._http: dict[str, _HttpFunction] = {}
         self._event_grid: dict[str, _EventGridFunction] = {}  # keyed by lower-cased name
         self._timers: dict[str, _TimerFunction] = {}
-        self._read_functions(app.get_functions())  # once: a second call on the same app raises
+        self._read_functions(registered_functions(app))
         self._url_map = self._build_url_map()
         self._schedules = (
             {name: self._schedule_of(timer) for name, timer in self._timers.items()} if run_timers else {}

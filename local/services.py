@@ -101,9 +101,8 @@ class LocalServices:
                     "--inMemoryPersistence",
                     "--disableTelemetry",
                     "--skipApiVersionCheck",
-                    "--location",
-                    workdir,
                 ],
+                cwd=workdir,  # in-memory mode refuses --location; keep any stray file out of the tree
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

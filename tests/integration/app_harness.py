@@ -16,13 +16,14 @@ from failover.config import Settings
 from failover.timeutil import parse_iso
 from failover.wiring import Runtime, build_runtime
 from handlers._runtime import set_runtime
+from local.runner import registered_functions
 
 
 @cache
 def functions() -> dict[str, Any]:
     import function_app
 
-    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f for f in registered_functions(function_app.app)}
 
 
 def call(name: str, **kwargs: Any) -> Any:

@@ -4,64 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import psycopg
-
+from local.clients import WritingClient
 from tests.payloads import load
 
-
-@dataclass
-class WritingClient:
-    """Writes every `interval` seconds through the pair's single endpoint, as an application would."""
-
-    conninfo: str
-    interval: float = 0.05
-    successes: list[float] = field(default_factory=list)
-    failures: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> WritingClient:
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS drill_writes (id bigserial PRIMARY KEY, at timestamptz)")
-        self._thread = threading.Thread(target=self._run, name="writing-client", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
-        deadline = time.monotonic() + 600  # bounded whatever happens
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            started = time.monotonic()
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=1)
-                conn.execute("SET statement_timeout = 1000")
-                conn.execute("INSERT INTO drill_writes (at) VALUES (clock_timestamp())")
-                self.successes.append(time.time())
-            except psycopg.Error:
-                self.failures += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def longest_gap(self) -> float:
-        """Seconds from the last good write before the outage to the first good write after it."""
-        return max((b - a for a, b in zip(self.successes, self.successes[1:], strict=False)), default=0.0)
+__all__ = ["WritingClient", "now_iso", "stamped"]
 
 
 def now_iso() -> str:

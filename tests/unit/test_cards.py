@@ -334,3 +334,32 @@ def test_any_values_give_a_small_valid_plain_text_card(
     assert "://" not in text
     for action in card.get("actions", []):
         assert action["url"].startswith("https://")
+
+
+def test_primary_restored_names_a_zone_only_after_the_move():
+    from dataclasses import replace as _replace
+
+    from failover.cards import render_card as _render
+    from failover.model import Cause, Incident, IncidentStatus, Transition
+    from tests.builders import T0
+
+    incident = Incident(
+        incident_id="pg-prod-01~20261125T071602Z",
+        server="pg-prod-01",
+        resource_id="",
+        status=IncidentStatus.OPEN,
+        cause=Cause.UNPLANNED,
+        cause_confidence=0,
+        opened_at=T0,
+        last_signal_at=T0,
+        primary_zone_before="1",
+        primary_zone_after="1",
+    )
+
+    def headline(i):
+        return json.dumps(
+            _render(i, Transition.PRIMARY_RESTORED, timeline_url=None, portal_url=None, ha_state=None)
+        )
+
+    assert "in zone" not in headline(incident)
+    assert "in zone 2" in headline(_replace(incident, primary_zone_after="2"))

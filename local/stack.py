@@ -1,0 +1,224 @@
+"""The whole product on one machine: local services plus the app served by the local runner.
+
+Layer: local tooling, never deployed. Starts, on loopback only, whatever the environment does not
+already provide: Azurite (Table storage), redis-server, a real PostgreSQL primary and synchronous
+standby, the management API emulator backed by that pair, a Teams Workflows webhook sink, and
+`function_app` served by `local.runner.FunctionHost`. Settings given in the environment win (a real
+Teams webhook, another Redis); `stop()` stops exactly what was started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.services import LocalServices, free_port, port_open
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION = "00000000-0000-0000-0000-00000000d0d0"
+RESOURCE_GROUP = "rg-drill"
+SERVER = "pg-drill-01"
+FUNCTION_KEY_SETTING = "LOCAL_FUNCTION_KEY"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LocalStack:
+    """What is running, and how to reach it. Secrets stay in `env`, which is never printed."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    services: LocalServices = field(default_factory=LocalServices)
+    started: list[str] = field(default_factory=list)
+    pair: Any = None
+    emulator: Any = None
+    sink: Any = None
+    host: Any = None
+    resource_id: str | None = None
+    workdir: Path | None = None
+    _stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.host.base_url)
+
+    @property
+    def function_key(self) -> str:
+        return self.env[FUNCTION_KEY_SETTING]
+
+    def stop(self) -> None:
+        """Stop everything started here, newest first; never raises."""
+        for stopper in reversed(self._stoppers):
+            try:
+                stopper()
+            except Exception:  # stopping must reach every process even if one refuses
+                log.exception("stopping a local service failed")
+        self._stoppers.clear()
+        self.services.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_stack(
+    given: Mapping[str, str] | None = None,
+    *,
+    port: int = 7071,
+    with_database: bool = True,
+    settings: Mapping[str, str] | None = None,
+    progress: Progress = lambda message: None,
+) -> LocalStack:
+    """Start what `given` (the environment) does not provide, then serve the app.
+
+    `settings` are defaults for the app (probe intervals, quiet period) that `given` overrides.
+    """
+    given = dict(os.environ if given is None else given)
+    stack = LocalStack()
+    stack.workdir = Path(tempfile.mkdtemp(prefix="pgfailover-"))
+    os.chmod(stack.workdir, 0o755)  # PostgreSQL runs as the postgres user and must reach its folder
+    env: dict[str, str] = {**(settings or {})}
+    try:
+        _storage(stack, given, env, progress)
+        _redis(stack, given, env, progress)
+        _teams(stack, given, env, progress)
+        if with_database:
+            _database_and_arm(stack, given, env, progress)
+        env.update({k: v for k, v in given.items() if k in _APP_SETTINGS})
+        env.setdefault(FUNCTION_KEY_SETTING, given.get(FUNCTION_KEY_SETTING) or secrets.token_urlsafe(24))
+        stack.env = env
+        _serve(stack, port, progress)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+_APP_SETTINGS = {
+    "AzureWebJobsStorage",
+    "FAILOVER_TABLE",
+    "REDIS_URL",
+    "REDIS_PREFIX",
+    "REDIS_ENTRA_IDENTITY",
+    "REDIS_INVALIDATE_PATTERNS",
+    "TEAMS_WEBHOOK_URL",
+    "TEAMS_ROUTES",
+    "MAINTENANCE_WINDOWS",
+    "MONITORED_SERVERS",
+    "DISCOVERY_SCOPES",
+    "DISCOVERY_INTERVAL_MINUTES",
+    "ARM_ENDPOINT",
+    "PG_CONNINFO_TEMPLATE",
+    "PG_CONNINFO_OVERRIDES",
+    "PG_USER",
+    "PG_PASSWORD",
+    "PG_AUTH",
+    "PG_CREATE_HEARTBEAT_TABLE",
+    "PROBE_ID",
+    "PROBE_WINDOW_SECONDS",
+    "PROBE_DB_INTERVAL_SECONDS",
+    "PROBE_DB_FAST_INTERVAL_SECONDS",
+    "PROBE_MAX_WORKERS",
+    "PROBE_ARM_INTERVAL_SECONDS",
+    "PUBLIC_BASE_URL",
+    "CONTINUATION_SECRET",
+    "EFFECT_MAX_ATTEMPTS",
+    "EFFECT_BACKOFF_BASE_SECONDS",
+    "EFFECT_BACKOFF_MAX_SECONDS",
+    "INCIDENT_QUIET_SECONDS",
+    "INCIDENT_MERGE_SECONDS",
+    FUNCTION_KEY_SETTING,
+}
+
+
+def _storage(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+    if given.get("AzureWebJobsStorage"):
+        return
+    azurite_port = free_port()
+    progress(f"starting Azurite (Table storage) on 127.0.0.1:{azurite_port}")
+    env["AzureWebJobsStorage"] = stack.services.azurite(azurite_port)
+    stack.started.append("azurite")
+
+
+def _redis(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+    if given.get("REDIS_URL"):
+        return
+    progress("starting redis-server on loopback")
+    env["REDIS_URL"] = stack.services.redis()
+    stack.started.append("redis")
+
+
+def _teams(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+    if given.get("TEAMS_WEBHOOK_URL") or given.get("TEAMS_ROUTES"):
+        return
+    from local.teams_sink import TeamsSink
+
+    progress("starting the Teams webhook sink on loopback")
+    stack.sink = TeamsSink().start()
+    stack._stoppers.append(stack.sink.stop)
+    env["TEAMS_WEBHOOK_URL"] = stack.sink.url
+    stack.started.append("teams-sink")
+
+
+def _database_and_arm(
+    stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress
+) -> None:
+    if given.get("MONITORED_SERVERS") or given.get("DISCOVERY_SCOPES"):
+        return
+    from local import pgpair
+    from local.arm_emulator import ArmEmulator
+
+    password = secrets.token_urlsafe(18)
+    assert stack.workdir is not None
+    progress("starting PostgreSQL 15: a primary and a synchronous hot standby")
+    stack.pair = pgpair.start_pair(stack.workdir / "pg", password=password)
+    stack._stoppers.append(lambda: pgpair.stop_pair(stack.pair))
+    progress("starting the management API emulator (Microsoft.DBforPostgreSQL/flexibleServers)")
+    stack.emulator = ArmEmulator(subscription_id=SUBSCRIPTION, watchdog_interval=0.25, min_phase_seconds=0.5)
+    stack.emulator.start()
+    stack._stoppers.append(lambda: stack.emulator.stop(timeout=30))
+    stack.resource_id = stack.emulator.add_server(RESOURCE_GROUP, SERVER, pair=stack.pair)
+    env.update(
+        {
+            "MONITORED_SERVERS": stack.resource_id,
+            "ARM_ENDPOINT": stack.emulator.base_url,
+            "PG_AUTH": "password",
+            "PG_PASSWORD": password,
+            "PG_CONNINFO_OVERRIDES": json.dumps({SERVER: stack.pair.conninfo()}),
+            "PG_CREATE_HEARTBEAT_TABLE": "true",
+        }
+    )
+    stack.started += ["postgresql-pair", "arm-emulator"]
+
+
+def _serve(stack: LocalStack, port: int, progress: Progress) -> None:
+    import function_app
+    from handlers._runtime import set_runtime
+    from local.runner import FunctionHost
+
+    if port and port_open(port):
+        raise RuntimeError(f"127.0.0.1:{port} is taken; choose another port")
+    os.environ.update(stack.env)
+    set_runtime(None)  # the app builds its runtime from these settings on first use
+    stack.host = FunctionHost(function_app.app, function_key=stack.function_key, port=port, run_timers=True)
+    stack.host.start()
+    stack._stoppers.append(stack.host.stop)
+    os.environ.setdefault("PUBLIC_BASE_URL", stack.host.base_url)
+    stack.env.setdefault("PUBLIC_BASE_URL", stack.host.base_url)
+    progress(f"serving the app on {stack.host.base_url}")
+
+
+@contextlib.contextmanager
+def running_stack(**kwargs: Any) -> Any:
+    stack = start_stack(**kwargs)
+    try:
+        yield stack
+    finally:
+        stack.stop()
