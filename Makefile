@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap drill drill-unplanned serve test test-fast lint bench clean
+.PHONY: bootstrap drill drill-unplanned serve test test-fast lint bench package clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -33,5 +33,9 @@ lint: bootstrap
 bench: bootstrap
 	$(BIN)/python -m bench.run
 
+## dist/app.zip for zip deployment (function_app.py, host.json, requirements.txt, failover/, handlers/).
+package: bootstrap
+	$(BIN)/python scripts/package.py
+
 clean:
-	rm -rf .drill bench/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .drill dist bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -39,7 +39,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
-_CLI_SETTINGS = ("AzureWebJobsStorage", "FAILOVER_TABLE", "CONTINUATION_SECRET", "INCIDENT_QUIET_SECONDS")
+_CLI_SETTINGS = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__tableServiceUri",
+    "FAILOVER_TABLE",
+    "CONTINUATION_SECRET",
+    "INCIDENT_QUIET_SECONDS",
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -122,9 +129,9 @@ def cli_settings(env: Mapping[str, str]) -> Settings:
 
 
 def _store(settings: Settings) -> TableStore:
-    from failover.adapters.table_store import TableStore
+    from failover.wiring import build_store
 
-    return TableStore.from_connection_string(settings.storage_connection.reveal(), settings.table_name)
+    return build_store(settings)
 
 
 def _utc_now() -> datetime:

@@ -55,7 +55,8 @@ class Secret:
 
 @dataclass(frozen=True)
 class Settings:
-    storage_connection: Secret
+    storage_connection: Secret | None
+    storage_table_endpoint: str | None = None  # identity-based connection (managed identity)
     table_name: str = "failoverincidents"
     redis_url: Secret | None = None
     redis_prefix: str = "pgha:"
@@ -141,8 +142,15 @@ class _Reader:
 
     def settings(self) -> Settings:
         storage = self.secret("AzureWebJobsStorage")
-        if storage is None:
-            self.problems.append("AzureWebJobsStorage: missing (use UseDevelopmentStorage=true for Azurite)")
+        endpoint = self.text("AzureWebJobsStorage__tableServiceUri")
+        account = self.text("AzureWebJobsStorage__accountName")
+        if endpoint is None and account is not None:
+            endpoint = f"https://{account}.table.core.windows.net"
+        if storage is None and endpoint is None:
+            self.problems.append(
+                "AzureWebJobsStorage: missing (a connection string, UseDevelopmentStorage=true for Azurite,"
+                " or AzureWebJobsStorage__accountName for a managed identity)"
+            )
         table = self.text("FAILOVER_TABLE", "failoverincidents") or ""
         if not _TABLE_NAME.match(table):
             self.problems.append("FAILOVER_TABLE: 3-63 letters and digits, starting with a letter")
@@ -152,7 +160,8 @@ class _Reader:
         quiet = self.number("INCIDENT_QUIET_SECONDS", 300.0, float, 0, 86400)
         merge = self.number("INCIDENT_MERGE_SECONDS", 900.0, float, 0, 86400)
         settings = Settings(
-            storage_connection=storage or Secret(""),
+            storage_connection=storage,
+            storage_table_endpoint=endpoint,
             table_name=table,
             redis_url=self.secret("REDIS_URL"),
             redis_prefix=self.text("REDIS_PREFIX", "pgha:") or "pgha:",
@@ -188,6 +197,10 @@ class _Reader:
             effect_backoff_max=self.number("EFFECT_BACKOFF_MAX_SECONDS", 900.0, float, 0.01, 86400),
             policy=Policy(quiet=timedelta(seconds=quiet), merge_window=timedelta(seconds=merge)),
         )
+        if storage is None and settings.continuation_secret is None and endpoint is not None:
+            self.problems.append(
+                "CONTINUATION_SECRET: required when storage is reached with a managed identity"
+            )
         if settings.pg_auth == "password" and settings.pg_password is None and settings.probes_configured:
             self.problems.append("PG_PASSWORD: missing while PG_AUTH=password")
         if self.problems:

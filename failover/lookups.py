@@ -172,6 +172,7 @@ class ContinuationSigner:
 
     def __init__(self, settings: Settings) -> None:
         secret = settings.continuation_secret or settings.storage_connection
+        assert secret is not None  # Settings refuses identity-based storage without CONTINUATION_SECRET
         self._key = hashlib.sha256(_KEY_LABEL + secret.reveal().encode("utf-8")).digest()
 
     def __repr__(self) -> str:

@@ -50,9 +50,7 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Runtime:
-    from failover.adapters.table_store import TableStore
-
-    store = TableStore.from_connection_string(settings.storage_connection.reveal(), settings.table_name)
+    store = build_store(settings)
     store.ensure_table()
     integrations = build_integrations(settings)
     responder = Responder(
@@ -80,6 +78,20 @@ def build_runtime(settings: Settings, *, clock: Callable[[], datetime] = utc_now
         "on" if settings.probes_configured else "not configured",
     )
     return runtime
+
+
+def build_store(settings: Settings) -> TableStore:
+    """A connection string when given (Azurite, keys), else the managed identity on the table endpoint."""
+    from failover.adapters.table_store import TableStore
+
+    if settings.storage_connection is not None:
+        return TableStore.from_connection_string(settings.storage_connection.reveal(), settings.table_name)
+    assert settings.storage_table_endpoint is not None
+    from failover.adapters.arm import default_credential
+
+    return TableStore.from_endpoint(
+        settings.storage_table_endpoint, settings.table_name, default_credential()
+    )
 
 
 def build_integrations(settings: Settings) -> Integrations:

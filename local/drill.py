@@ -364,9 +364,8 @@ def game_day(
     app = AppClient(app_url, key)
     report = Report()
     before = inspector.get_server(rid)
-    progress(
-        f"{server}: primary zone {before.primary_zone}, standby zone {before.standby_zone}, HA {before.ha_state}"
-    )
+    zones = f"primary zone {before.primary_zone}, standby zone {before.standby_zone}"
+    progress(f"{server}: {zones}, HA {before.ha_state}")
     started = now()
     progress(f"starting a {mode} through the management API")
     inspector.start_failover(rid, mode, wait=True)

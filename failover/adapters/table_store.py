@@ -13,12 +13,12 @@ transaction (one partition, at most 100 operations) is all or nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from failover.adapters import table_codec as codec
@@ -78,6 +78,22 @@ class TableStore:
         client = TableClient.from_connection_string(
             connection,
             table_name=table,
+            retry_total=2,
+            retry_backoff_factor=0.2,
+            connection_timeout=3,
+            read_timeout=10,
+        )
+        return cls(client)
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, table: str, credential: Any) -> TableStore:
+        """Identity-based access (the Function app's managed identity with Storage Table Data Contributor)."""
+        from azure.data.tables import TableClient
+
+        client = TableClient(
+            endpoint=endpoint,
+            table_name=table,
+            credential=credential,
             retry_total=2,
             retry_backoff_factor=0.2,
             connection_timeout=3,
@@ -235,21 +251,26 @@ class TableStore:
     def record_notification(
         self, incident_id: str, transition: Transition, status: EffectStatus, at: datetime
     ) -> None:
-        """Merge one `notify_{transition}` column: effects of one incident never overwrite each other."""
+        """Merge one `notify_{transition}` column into the incident row and its day index copy.
+
+        MERGE touches only that column, so effects of one incident never overwrite each other.
+        """
         from azure.data.tables import UpdateMode
 
         server, _ = codec.split_incident_id(incident_id)
-        entity = {
-            "PartitionKey": server,
-            "RowKey": codec.incident_key(incident_id),
-            codec.notify_column(transition): codec.notification_value(status, at),
-        }
-        self._call(lambda: self._client.upsert_entity(entity, mode=UpdateMode.MERGE))
+        column = {codec.notify_column(transition): codec.notification_value(status, at)}
+        for partition, row in (
+            (server, codec.incident_key(incident_id)),
+            (codec.day_partition(incident_id), codec.day_key(incident_id)),
+        ):
+            entity = {"PartitionKey": partition, "RowKey": row, **column}
+            self._call(partial(self._client.upsert_entity, entity, mode=UpdateMode.MERGE))
 
     def upsert_day(self, incident: Incident) -> None:
         from azure.data.tables import UpdateMode
 
-        self._call(lambda: self._client.upsert_entity(codec.day_entity(incident), mode=UpdateMode.REPLACE))
+        # MERGE keeps the notify_* columns that effects write beside the copy.
+        self._call(lambda: self._client.upsert_entity(codec.day_entity(incident), mode=UpdateMode.MERGE))
 
     # --- lookups ------------------------------------------------------------------------------
 
@@ -319,7 +340,8 @@ class TableStore:
             {"pk": day_partition, "low": low, "high": high, "status": status.value if status else ""},
             limit=limit,
         )
-        return [(r["RowKey"], codec.incident_from_dict(_loads(r["aggregate"]))) for r in rows]
+        # A row holding only notification columns (its day_index effect not done yet) is skipped.
+        return [(r["RowKey"], codec.incident_from_entity(r)) for r in rows if r.get("aggregate")]
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -414,9 +436,3 @@ def _etag(row: Mapping[str, Any] | None) -> str | None:
         return None
     metadata = getattr(row, "metadata", None) or {}
     return metadata.get("etag")
-
-
-def _loads(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    assert isinstance(value, dict)
-    return value

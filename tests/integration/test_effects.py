@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 import requests
 
+from failover import lookups
 from failover.adapters.teams import TeamsWebhookNotifier
 from failover.model import EffectName, EffectStatus, Transition
 from local.teams_sink import SinkResponse, TeamsSink
@@ -76,7 +77,9 @@ def _open(rt):
     return body["incident_id"]
 
 
-def test_an_opening_refreshes_redis_posts_one_card_and_indexes_the_day(make_runtime, sink, redis_server):
+def test_an_opening_refreshes_redis_posts_one_card_and_indexes_the_day(
+    make_runtime, sink, redis_server, clock
+):
     rt = make_runtime()
     incident_id = _open(rt)
     effects = _effects(rt, incident_id)
@@ -94,6 +97,10 @@ def test_an_opening_refreshes_redis_posts_one_card_and_indexes_the_day(make_runt
         (Transition.OPENED, EffectStatus.DONE)
     ]
     assert rt.store.pending_outbox_count() == 0
+    across = lookups.list_incidents(rt.store, rt.settings, until="2026-11-26T00:00:00Z", now=clock())
+    (listed,) = across["incidents"]
+    assert listed["notifications"][0]["transition"] == "opened"
+    assert listed["notifications"][0]["status"] == "done"
 
 
 def test_redis_down_keeps_the_record_and_the_sweeper_finishes_once(make_runtime, redis_server, clock):

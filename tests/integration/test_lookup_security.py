@@ -21,7 +21,7 @@ import azure.functions as func
 import pytest
 
 from failover.adapters.table_store import TableStore
-from failover.config import Settings
+from failover.config import Secret, Settings
 from failover.model import Cause, SignalKind, Source
 from failover.service import Responder
 from failover.wiring import Runtime
@@ -229,7 +229,7 @@ def test_tokens_from_another_deployment_are_refused(runtime: Runtime) -> None:
     from failover import lookups
 
     other = replace(runtime.settings, continuation_secret=None)
-    other = replace(other, storage_connection=type(other.storage_connection)("AccountName=elsewhere"))
+    other = replace(other, storage_connection=Secret("AccountName=elsewhere"))
     query = lookups.parse_query(server=SERVER)
     token = lookups.ContinuationSigner(other).sign(query, {"m": "server", "rk": "incident~00000000000000"})
     assert_refused(call("list_incidents", params={"server": SERVER, "continuation": token}))

@@ -62,3 +62,13 @@ def test_monitored_servers_are_normalised():
     settings = Settings.from_env({"AzureWebJobsStorage": "x", "MONITORED_SERVERS": f"{RID}; {RID.upper()}\n"})
     assert settings.monitored_servers == (RID.lower(), RID.lower())
     assert settings.probes_configured
+
+
+def test_managed_identity_storage_needs_a_continuation_secret():
+    with pytest.raises(ConfigError, match="CONTINUATION_SECRET"):
+        Settings.from_env({"AzureWebJobsStorage__accountName": "stpgfailover"})
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage__accountName": "stpgfailover", "CONTINUATION_SECRET": "x"}
+    )
+    assert settings.storage_connection is None
+    assert settings.storage_table_endpoint == "https://stpgfailover.table.core.windows.net"
