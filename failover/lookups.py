@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from failover.adapters import table_codec as codec
 from failover.config import Settings
 from failover.errors import InvalidPayloadError, NotFoundError
-from failover.incidents import ServerState
+from failover.incidents import KnownTopology, ServerState
 from failover.model import Effect, EffectStatus, Incident, IncidentStatus, TimelineEntry
 from failover.timeutil import iso, parse_iso
 
@@ -430,19 +430,7 @@ def server_json(state: ServerState) -> dict[str, Any]:
     return {
         "server": state.server,
         "resource_id": state.resource_id or (topology.resource_id if topology else ""),
-        "topology": None
-        if topology is None
-        else {
-            "location": topology.location,
-            "state": topology.state,
-            "ha_mode": topology.ha_mode,
-            "ha_state": topology.ha_state,
-            "primary_zone": topology.primary_zone,
-            "standby_zone": topology.standby_zone,
-            "fqdn": topology.fqdn,
-            "replicas": list(topology.replicas),
-            "observed_at": iso(topology.observed_at),
-        },
+        "topology": _public_topology(topology),
         "epoch": state.epoch,
         "topology_version": state.topology_version,
         "open_incident_id": open_incident.incident_id if open_incident else None,
@@ -458,3 +446,10 @@ def server_json(state: ServerState) -> dict[str, Any]:
         ],
         "signals_recorded": state.signals_recorded,
     }
+
+
+def _public_topology(topology: KnownTopology | None) -> dict[str, Any] | None:
+    known = codec.topology_dict(topology)
+    if known is not None:
+        known.pop("resource_id")  # stated once, at the top of the answer
+    return known

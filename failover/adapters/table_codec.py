@@ -119,7 +119,7 @@ def state_to_entity(state: ServerState) -> dict[str, Any]:
         "resource_id": state.resource_id,
         "incidents": _dumps([incident_to_dict(i) for i in state.incidents]),
         "notes": _dumps([n.to_dict() for n in state.notes]),
-        "topology": _dumps(_topology_dict(state.topology)),
+        "topology": _dumps(topology_dict(state.topology)),
         "arm_version": state.arm_version,
         "topology_version": state.topology_version,
         "epoch": state.epoch,
@@ -164,7 +164,7 @@ def state_from_entity(entity: Mapping[str, Any]) -> ServerState:
     )
 
 
-def _topology_dict(topology: KnownTopology | None) -> dict[str, Any] | None:
+def topology_dict(topology: KnownTopology | None) -> dict[str, Any] | None:
     if topology is None:
         return None
     return {

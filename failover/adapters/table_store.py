@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _BATCH = 100  # entity group transactions hold at most 100 operations
+# Short timeouts and few retries: callers answer 503 and Azure retries the delivery itself.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "connection_timeout": 3,
+    "read_timeout": 10,
+}
 _CONFLICT_CODES = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ConditionNotMet"}
 
 
@@ -75,31 +82,14 @@ class TableStore:
         """Build the client with short timeouts and few retries: callers answer 503 and Azure retries."""
         from azure.data.tables import TableClient
 
-        client = TableClient.from_connection_string(
-            connection,
-            table_name=table,
-            retry_total=2,
-            retry_backoff_factor=0.2,
-            connection_timeout=3,
-            read_timeout=10,
-        )
-        return cls(client)
+        return cls(TableClient.from_connection_string(connection, table_name=table, **_CLIENT_OPTIONS))
 
     @classmethod
     def from_endpoint(cls, endpoint: str, table: str, credential: Any) -> TableStore:
         """Identity-based access (the Function app's managed identity with Storage Table Data Contributor)."""
         from azure.data.tables import TableClient
 
-        client = TableClient(
-            endpoint=endpoint,
-            table_name=table,
-            credential=credential,
-            retry_total=2,
-            retry_backoff_factor=0.2,
-            connection_timeout=3,
-            read_timeout=10,
-        )
-        return cls(client)
+        return cls(TableClient(endpoint=endpoint, table_name=table, credential=credential, **_CLIENT_OPTIONS))
 
     # --- bookkeeping --------------------------------------------------------------------------
 
