@@ -56,6 +56,7 @@ class Policy:
     quiet: timedelta = timedelta(minutes=5)
     merge_window: timedelta = timedelta(minutes=15)
     keep_incidents: int = 8
+    keep_archived: int = 200
     keep_notes: int = 30
     notes_ttl: timedelta = timedelta(hours=24)
 
@@ -93,6 +94,18 @@ class MaintenanceNotice:
 
 
 @dataclass(frozen=True)
+class ArchivedIncident:
+    """An incident the state row no longer keeps whole: enough to recognise its late signals."""
+
+    incident_id: str
+    opened_at: datetime
+    ends_at: datetime  # the last instant it covers
+
+    def covers(self, when: datetime) -> bool:
+        return self.opened_at <= when <= self.ends_at
+
+
+@dataclass(frozen=True)
 class ServerState:
     """The `state` row of a server's partition: its ETag serialises every writer."""
 
@@ -107,6 +120,7 @@ class ServerState:
     db: DbProbeState = field(default_factory=DbProbeState)
     maintenance: tuple[MaintenanceNotice, ...] = ()
     signals_recorded: int = 0
+    archive: tuple[ArchivedIncident, ...] = ()  # older incidents, oldest first (bounded)
 
     def open_incident(self) -> Incident | None:
         return next((i for i in reversed(self.incidents) if i.status is IncidentStatus.OPEN), None)
@@ -156,6 +170,20 @@ def settle(state: ServerState, *, now: datetime, policy: Policy) -> tuple[Decisi
             state = decision.state
             decisions.append(decision)
     return tuple(decisions)
+
+
+def archived_covering(state: ServerState, when: datetime, policy: Policy) -> ArchivedIncident | None:
+    """The archived incident a late signal belongs to, when no kept incident covers it."""
+    if any(i.covers(when, policy.quiet) for i in state.incidents):
+        return None
+    return next((a for a in state.archive if a.covers(when)), None)
+
+
+def revive(state: ServerState, incident: Incident) -> ServerState:
+    """Put an archived incident (read back from its row) into the state for one decision."""
+    archive = tuple(a for a in state.archive if a.incident_id != incident.incident_id)
+    incidents = tuple(sorted((*state.incidents, incident), key=lambda i: i.opened_at))
+    return replace(state, incidents=incidents, archive=archive)
 
 
 def resolution_due(incident: Incident, policy: Policy) -> datetime | None:
@@ -220,7 +248,7 @@ def topology_of(state: ServerState, incident: Incident | None, *, now: datetime)
 
 
 def _open(state: ServerState, signal: Signal) -> Incident:
-    taken = {i.incident_id for i in state.incidents}
+    taken = {i.incident_id for i in state.incidents} | {a.incident_id for a in state.archive}
     opened = signal.observed_at.replace(microsecond=0)
     incident_id = f"{state.server}~{compact(opened)}"
     while incident_id in taken:  # two failovers of one server in one second: keep ids unique
@@ -280,17 +308,39 @@ def _settle_one(incident: Incident, now: datetime, policy: Policy) -> Incident:
 def _finish(state: ServerState, before: Incident | None, incident: Incident, policy: Policy) -> Decision:
     reached = _reached(incident)
     new = tuple(t for t in reached if before is None or t not in before.transitions)
+    if before is not None and Transition.RESOLVED in before.transitions:
+        new = ()  # a late signal of a resolved incident is history: nobody is told again
     incident = replace(incident, transitions=reached)
+    others = [i for i in state.incidents if i.incident_id != incident.incident_id]
+    merged = _bounded(tuple(sorted([*others, incident], key=lambda i: i.opened_at)), state.archive)
+    kept, archived = _trim(merged, policy)
+    changed = [i for i in merged if i.incident_id == incident.incident_id or _moved(state.incidents, i)]
     state = replace(
         state,
-        incidents=_keep(state.incidents, incident, policy),
+        incidents=kept,
+        archive=(state.archive + archived)[-policy.keep_archived :],
         resource_id=state.resource_id or incident.resource_id,
     )
     if new:
         state = replace(state, topology_version=state.topology_version + 1)
     if Transition.PRIMARY_RESTORED in new:
         state = replace(state, epoch=state.epoch + 1)
-    return Decision(state=state, incident=incident, changed=(incident,), transitions=new)
+    current = next(i for i in merged if i.incident_id == incident.incident_id)
+    return Decision(state=state, incident=current, changed=tuple(changed), transitions=new)
+
+
+def _bounded(incidents: tuple[Incident, ...], archive: tuple[ArchivedIncident, ...]) -> tuple[Incident, ...]:
+    """Each incident's range ends where the next one (kept or archived) opens: no overlaps."""
+    starts = sorted([i.opened_at for i in incidents] + [a.opened_at for a in archive])
+    return tuple(
+        replace(i, covers_until=next((s for s in starts if s > i.opened_at), None)) for i in incidents
+    )
+
+
+def _moved(previous: tuple[Incident, ...], incident: Incident) -> bool:
+    """Whether an incident's stored row is stale: its range bound changed."""
+    old = next((i for i in previous if i.incident_id == incident.incident_id), None)
+    return old is not None and old.covers_until != incident.covers_until
 
 
 def _reached(incident: Incident) -> tuple[Transition, ...]:
@@ -302,15 +352,18 @@ def _reached(incident: Incident) -> tuple[Transition, ...]:
     return tuple(t for t in _TRANSITION_ORDER if t in reached)
 
 
-def _keep(incidents: tuple[Incident, ...], incident: Incident, policy: Policy) -> tuple[Incident, ...]:
-    """Replace or add `incident`; keep every open incident and the newest resolved ones."""
-    merged = sorted(
-        [*(i for i in incidents if i.incident_id != incident.incident_id), incident],
-        key=lambda i: i.opened_at,
-    )
+def _trim(
+    merged: tuple[Incident, ...], policy: Policy
+) -> tuple[tuple[Incident, ...], tuple[ArchivedIncident, ...]]:
+    """Keep every open incident and the newest resolved ones whole; archive the rest's ranges."""
     resolved = [i for i in merged if i.status is IncidentStatus.RESOLVED]
-    dropped = {i.incident_id for i in resolved[: max(0, len(merged) - policy.keep_incidents)]}
-    return tuple(i for i in merged if i.incident_id not in dropped)
+    dropped = resolved[: max(0, len(merged) - policy.keep_incidents)]
+    gone = {i.incident_id for i in dropped}
+    archived = tuple(
+        ArchivedIncident(i.incident_id, i.opened_at, i.range_end(policy.quiet) or i.last_signal_at)
+        for i in dropped
+    )
+    return tuple(i for i in merged if i.incident_id not in gone), archived
 
 
 def _counted(state: ServerState) -> ServerState:

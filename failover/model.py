@@ -235,6 +235,7 @@ class Incident:
     standby_zone_after: str | None = None
     ha_state: str | None = None
     topology_at: datetime | None = None  # observed_at of the signal the zones and HA state came from
+    covers_until: datetime | None = None  # the next incident's opening: ranges never overlap
     write_downtime_seconds: float | None = None
     signal_count: int = 0
     transitions: tuple[Transition, ...] = ()
@@ -248,12 +249,21 @@ class Incident:
         return self.last_problem_at is None or self.last_recovery_at >= self.last_problem_at
 
     def covers(self, when: datetime, quiet: timedelta) -> bool:
-        """Whether a signal observed at `when` belongs to this incident's time range."""
+        """Whether a signal observed at `when` belongs to this incident's time range.
+
+        The range starts at the opening and ends at the next incident's opening, or `quiet` after
+        the resolution, whichever comes first: ranges of one server never overlap.
+        """
         if when < self.opened_at:
             return False
-        if self.status is IncidentStatus.OPEN or self.resolved_at is None:
-            return True
-        return when <= self.resolved_at + quiet
+        if self.covers_until is not None and when >= self.covers_until:
+            return False
+        return self.resolved_at is None or when <= self.resolved_at + quiet
+
+    def range_end(self, quiet: timedelta) -> datetime | None:
+        """The last instant this incident covers (None: still open to later signals)."""
+        ends = [t for t in (self.covers_until, self.resolved_at + quiet if self.resolved_at else None) if t]
+        return min(ends) if ends else None
 
     def to_public(self) -> dict[str, Any]:
         """The public incident JSON (field names are a contract: design section 5)."""

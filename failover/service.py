@@ -39,8 +39,10 @@ from failover.incidents import (
     Decision,
     Policy,
     ServerState,
+    archived_covering,
     correlate,
     resolution_due,
+    revive,
     settle,
     topology_from_view,
 )
@@ -126,6 +128,7 @@ class Responder:
                 )
                 return RecordOutcome("duplicate", signal, snapshot.seen_incident_id)
             state = snapshot.state or ServerState(server=signal.server, resource_id=signal.resource_id)
+            state = self._revive_for(state, signal)
             now = self.clock()
             before = self._incident_for(state, signal)
             decision = correlate(state, signal, now=now, policy=self.policy)
@@ -461,6 +464,22 @@ class Responder:
                     effect.incident_id,
                     redact(str(error)),
                 )
+
+    def _revive_for(self, state: ServerState, signal: Signal) -> ServerState:
+        """A late signal of an incident the state row no longer keeps whole: read it back (one trip)."""
+        archived = archived_covering(state, signal.observed_at, self.policy)
+        if archived is None:
+            return state
+        incident = self.store.get_incident(archived.incident_id)
+        if incident is None:  # its row never landed: forget the range rather than fail for ever
+            return replace(state, archive=tuple(a for a in state.archive if a != archived))
+        log.info(
+            "late signal %s for server %s belongs to archived incident %s",
+            signal.signal_id,
+            signal.server,
+            incident.incident_id,
+        )
+        return revive(state, incident)
 
     def _incident_for(self, state: ServerState, signal: Signal) -> Incident | None:
         return next((i for i in state.incidents if i.covers(signal.observed_at, self.policy.quiet)), None)

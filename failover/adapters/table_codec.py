@@ -21,10 +21,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from failover.incidents import DbProbeState, KnownTopology, MaintenanceNotice, ServerState
+from failover.incidents import ArchivedIncident, DbProbeState, KnownTopology, MaintenanceNotice, ServerState
 from failover.model import (
     Cause,
     Effect,
@@ -77,10 +77,20 @@ def signal_key(signal: Signal) -> str:
     return f"signal~{sortable(signal.observed_at)}~{signal.key_hash}"
 
 
-def signal_range(start: datetime, end: datetime | None) -> tuple[str, str]:
-    """Row keys [low, high) of the timeline entries observed in [start, end]."""
-    high = f"signal~{sortable(end)}~~" if end is not None else "signal~~"
-    return f"signal~{sortable(start)}", high
+def signal_range(start: datetime, end: datetime | None, *, end_inclusive: bool = True) -> tuple[str, str]:
+    """Row keys [low, high) of the timeline entries observed from `start` to `end`."""
+    if end is None:
+        return f"signal~{sortable(start)}", "signal~~"
+    return f"signal~{sortable(start)}", f"signal~{sortable(end)}" + ("~~" if end_inclusive else "")
+
+
+def incident_signal_range(incident: Incident, quiet: timedelta) -> tuple[str, str]:
+    """Row keys of exactly the entries `Incident.covers` accepts (the next opening is excluded)."""
+    resolved_end = incident.resolved_at + quiet if incident.resolved_at else None
+    bound = incident.covers_until
+    if bound is not None and (resolved_end is None or bound <= resolved_end):
+        return signal_range(incident.opened_at, bound, end_inclusive=False)
+    return signal_range(incident.opened_at, resolved_end)
 
 
 def incident_key(incident_id: str) -> str:
@@ -137,6 +147,7 @@ def state_to_entity(state: ServerState) -> dict[str, Any]:
             ]
         ),
         "signals_recorded": state.signals_recorded,
+        "archive": _dumps([[a.incident_id, iso(a.opened_at), iso(a.ends_at)] for a in state.archive]),
     }
 
 
@@ -161,6 +172,10 @@ def state_from_entity(entity: Mapping[str, Any]) -> ServerState:
             for m in json.loads(entity.get("maintenance") or "[]")
         ),
         signals_recorded=int(entity.get("signals_recorded") or 0),
+        archive=tuple(
+            ArchivedIncident(str(i), parse_iso(start), parse_iso(end))
+            for i, start, end in json.loads(entity.get("archive") or "[]")
+        ),
     )
 
 
@@ -211,6 +226,7 @@ def incident_to_dict(incident: Incident) -> dict[str, Any]:
         "last_problem_at": iso(incident.last_problem_at),
         "last_recovery_at": iso(incident.last_recovery_at),
         "topology_at": iso(incident.topology_at),
+        "covers_until": iso(incident.covers_until),
         "transitions": [t.value for t in incident.transitions],
     }
 
@@ -235,6 +251,7 @@ def incident_from_dict(raw: Mapping[str, Any]) -> Incident:
         standby_zone_after=raw.get("standby_zone_after"),
         ha_state=raw.get("ha_state"),
         topology_at=optional_time(raw.get("topology_at")),
+        covers_until=optional_time(raw.get("covers_until")),
         write_downtime_seconds=None if downtime is None else float(downtime),
         signal_count=int(raw.get("signal_count") or 0),
         transitions=tuple(Transition(t) for t in raw.get("transitions") or ()),

@@ -274,8 +274,7 @@ class TableStore:
 
     def timeline(self, incident: Incident, quiet: timedelta) -> list[TimelineEntry]:
         """The entries in the incident's time range: one single-partition range query."""
-        end = incident.resolved_at + quiet if incident.resolved_at else None
-        low, high = codec.signal_range(incident.opened_at, end)
+        low, high = codec.incident_signal_range(incident, quiet)
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
             {"pk": incident.server, "low": low, "high": high},

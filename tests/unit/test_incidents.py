@@ -188,3 +188,53 @@ def test_old_resolved_incidents_are_trimmed_but_open_ones_kept():
         state, _ = run([s, u], now=T0 + timedelta(hours=n, minutes=30), state=state)
     assert len(state.incidents) == POLICY.keep_incidents
     assert state.incidents[-1].incident_id.endswith("T181602Z")
+
+
+def test_incident_ranges_never_overlap_whatever_the_delivery_order():
+    failovers = [(0, 150), (3600, 3750), (7200, 7350)]
+    signals = []
+    for n, (problem, recovery) in enumerate(failovers):
+        signals.append(
+            signal(
+                SignalKind.HEALTH_DEGRADED, problem, signal_id=f"p{n}", cause=Cause.UNPLANNED, confidence=2
+            )
+        )
+        signals.append(signal(SignalKind.HEALTH_AVAILABLE, recovery, signal_id=f"r{n}"))
+    late = [signals[2], signals[3], signals[0], signals[4], signals[1], signals[5]]
+    for order in (signals, late):
+        state, _ = run(order, now=T0 + timedelta(hours=3))
+        assert [i.signal_count for i in state.incidents] == [2, 2, 2]
+        first, second, third = state.incidents
+        assert first.covers_until == second.opened_at and second.covers_until == third.opened_at
+        assert not first.covers(second.opened_at, POLICY.quiet)
+
+
+def test_trimmed_incidents_are_archived_and_can_be_revived():
+    from failover.incidents import archived_covering, revive
+
+    state = ServerState(server="pg-prod-01")
+    for n in range(10):
+        s = signal(SignalKind.DB_DOWN, n * 3600, signal_id=f"down{n}")
+        u = signal(SignalKind.DB_UP, n * 3600 + 10, signal_id=f"up{n}")
+        state, _ = run([s, u], now=T0 + timedelta(hours=n, minutes=30), state=state)
+    assert len(state.incidents) == POLICY.keep_incidents
+    assert [a.incident_id for a in state.archive] == [
+        "pg-prod-01~20261125T071602Z",
+        "pg-prod-01~20261125T081602Z",
+    ]
+    late = signal(SignalKind.HEALTH_DEGRADED, 5, signal_id="late")
+    archived = archived_covering(state, late.observed_at, POLICY)
+    assert archived is not None and archived.incident_id == "pg-prod-01~20261125T071602Z"
+    oldest = replace(
+        state.incidents[0],
+        incident_id=archived.incident_id,
+        opened_at=T0,
+        signal_count=2,
+        status=IncidentStatus.RESOLVED,
+        transitions=(Transition.OPENED, Transition.RESOLVED),
+    )
+    decision = correlate(revive(state, oldest), late, now=T0 + timedelta(hours=12), policy=POLICY)
+    assert decision.incident is not None and decision.incident.incident_id == archived.incident_id
+    assert decision.incident.signal_count == 3
+    assert decision.transitions == ()  # history: nobody is told again
+    assert len({i.incident_id for i in decision.state.incidents}) == len(decision.state.incidents)
