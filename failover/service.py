@@ -130,10 +130,17 @@ class Responder:
             state = snapshot.state or ServerState(server=signal.server, resource_id=signal.resource_id)
             state = self._revive_for(state, signal)
             now = self.clock()
+            # Resolve what is already due first, so a new failover after a quiet recovery is its own
+            # incident whether or not the sweeper has run yet.
+            settled = settle(state, now=now, policy=self.policy)
+            state = settled[-1].state if settled else state
             before = self._incident_for(state, signal)
-            decision = correlate(state, signal, now=now, policy=self.policy)
+            decision = _with_settled(correlate(state, signal, now=now, policy=self.policy), settled)
+            settled_effects = tuple(e for d in settled for e in fx.effects_for(d, now=now))
             try:
-                pointers = self._write_and_commit(decision, snapshot.etag, now, signal=signal, before=before)
+                pointers = self._write_and_commit(
+                    decision, snapshot.etag, now, signal=signal, before=before, also=settled_effects
+                )
             except ConcurrencyConflictError:
                 self._pause(attempt)
                 continue
@@ -405,9 +412,16 @@ class Responder:
     # --- internals ----------------------------------------------------------------------------
 
     def _write_and_commit(
-        self, decision: Decision, etag: str | None, now: datetime, *, signal: Signal, before: Incident | None
+        self,
+        decision: Decision,
+        etag: str | None,
+        now: datetime,
+        *,
+        signal: Signal,
+        before: Incident | None,
+        also: tuple[Effect, ...] = (),
     ) -> list[tuple[Effect, str]]:
-        effects = fx.effects_for(decision, now=now)
+        effects = also + fx.effects_for(decision, now=now)
         extra = self._resolve_pointer(decision.incident, before, now)
         incident_id = decision.incident.incident_id if decision.incident else None
         return self._commit_with_effects(
@@ -492,6 +506,13 @@ class Responder:
 
     def _pause(self, attempt: int) -> None:
         self.sleep(min(0.5, 0.005 * 2**attempt) * (0.5 + self.rand()))
+
+
+def _with_settled(decision: Decision, settled: tuple[Decision, ...]) -> Decision:
+    """The signal's decision, also rewriting the incidents that were settled just before it."""
+    rows = {i.incident_id: i for d in settled for i in d.changed}
+    rows.update({i.incident_id: i for i in decision.changed})
+    return replace(decision, changed=tuple(rows.values()))
 
 
 def _portal_url(resource_id: str) -> str | None:

@@ -51,7 +51,8 @@ def iso(value: datetime | None) -> str | None:
 
 def compact(value: datetime) -> str:
     """`YYYYMMDDTHHMMSSZ`: the incident id's time part."""
-    return ensure_utc(value).strftime("%Y%m%dT%H%M%SZ")
+    utc = ensure_utc(value)
+    return f"{utc.year:04d}" + utc.strftime("%m%dT%H%M%SZ")  # %Y is not zero-padded below year 1000
 
 
 def sortable(value: datetime) -> str:

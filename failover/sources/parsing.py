@@ -226,14 +226,21 @@ def string_list(value: object, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+PLAUSIBLE_YEARS = (2000, 2100)
+
+
 def timestamp(value: object, where: str) -> datetime | None:
     """An ISO 8601 time (null or empty is None); present but unparseable is malformed."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        return parse_iso(value)
+        parsed = parse_iso(value)
     except (ValueError, OverflowError) as exc:
         raise InvalidPayloadError(f"{where} is not an ISO 8601 timestamp") from exc
+    if not PLAUSIBLE_YEARS[0] <= parsed.year <= PLAUSIBLE_YEARS[1]:
+        # An alert about year 1 or 9999 cannot be real; refusing it (400) stops endless retries.
+        raise InvalidPayloadError(f"{where} is outside the years {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]}")
+    return parsed
 
 
 def soft_timestamp(value: object) -> datetime | None:
