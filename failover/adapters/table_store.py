@@ -171,12 +171,9 @@ class TableStore:
             self._transaction([("upsert", e) for e in entities[start : start + _BATCH]])
 
     def remove_outbox(self, row_keys: Iterable[str]) -> None:
-        keys = list(row_keys)
-        for start in range(0, len(keys), _BATCH):
-            batch = keys[start : start + _BATCH]
-            self._transaction(
-                [("delete", {"PartitionKey": codec.OUTBOX_PARTITION, "RowKey": k}) for k in batch]
-            )
+        """Delete pointers one by one: another worker may have removed one already (that is fine)."""
+        for key in row_keys:
+            self._call(partial(self._client.delete_entity, codec.OUTBOX_PARTITION, key))
 
     def due_outbox(self, now: datetime, limit: int) -> list[OutboxItem]:
         """Pointers due by `now`, soonest first. Reads only due rows: cost follows pending work."""

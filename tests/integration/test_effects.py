@@ -266,3 +266,13 @@ def test_the_webhook_url_never_leaks(make_runtime, sink, caplog):
     entities = [json.dumps(dict(e), default=str) for e in rt.store._client.list_entities()]
     texts = [r.getMessage() for r in caplog.records] + [str(r.exc_info) for r in caplog.records] + entities
     assert not [t for t in texts if any(s in t for s in secrets)]
+
+
+def test_removing_a_pointer_twice_is_harmless(make_runtime):
+    rt = make_runtime()
+    rt.store.add_outbox(
+        [{"PartitionKey": "~outbox", "RowKey": "x~pg-prod-01~effect", "server": "pg-prod-01"}]
+    )
+    rt.store.remove_outbox(["x~pg-prod-01~effect"])
+    rt.store.remove_outbox(["x~pg-prod-01~effect", "never-existed"])  # two sweepers raced: no error
+    assert rt.store.pending_outbox_count() == 0

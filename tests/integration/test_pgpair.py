@@ -44,8 +44,13 @@ def _write_bounded(conninfo: str, password: str, value: str, *, timeout: float =
 
 
 def _visible_on(pair: pgpair.PgPair, node: pgpair.PgNode, password: str, value: str) -> bool:
+    # synchronous_commit=on waits for the standby to flush, not to replay: until it replays the
+    # CREATE TABLE the table is simply not there yet.
     with _connect(pair.node_conninfo(node), password) as conn:
-        row = conn.execute("SELECT count(*) FROM pgpair_t WHERE v = %s", (value,)).fetchone()
+        try:
+            row = conn.execute("SELECT count(*) FROM pgpair_t WHERE v = %s", (value,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
     return bool(row and row[0] == 1)
 
 
