@@ -93,7 +93,8 @@ def test_forced_failover_measured_like_a_client(azurite, table_name, emulator, f
     assert incident.standby_zone_after == "1"
     assert incident.primary_restored_at is not None
     client_gap = client.longest_gap()
-    assert client_gap > 0.2, "the failover should have interrupted writes"
+    # Locally a forced failover interrupts writes for 0.15-0.3 s: more than two client intervals.
+    assert client_gap > 2 * client.interval, "the failover should have interrupted writes"
     timeline = runtime.store.timeline(incident, runtime.settings.policy.quiet)
     assert incident.write_downtime_seconds is not None, (
         report.servers,
