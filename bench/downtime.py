@@ -14,7 +14,6 @@ incident's `write_downtime_seconds`. Target: within 1 s.
 
 from __future__ import annotations
 
-import itertools
 import json
 import secrets
 import shutil
@@ -22,7 +21,6 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -35,72 +33,12 @@ TARGET = 1.0
 QUIET = 5  # seconds: short, so that every failover gets an incident of its own
 
 
-@dataclass
-class Writer:
-    """Commits one row every `interval` seconds; keeps the completion time of every success."""
-
-    conninfo: str
-    password: str
-    interval: float = 0.05
-    successes: list[float] = field(default_factory=list)
-    failures: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Writer:
-        import psycopg
-
-        with psycopg.connect(self.conninfo, password=self.password, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bench_writes (at timestamptz NOT NULL)")
-        self._thread = threading.Thread(target=self._run, name="bench-writer", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        import psycopg
-
-        conn: Any = None
-        tick = time.monotonic()
-        for _ in range(10_000_000):
-            if self._stop.is_set():
-                break
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.conninfo, password=self.password, autocommit=True)
-                    conn.execute("SET statement_timeout = '2s'")
-                conn.execute("INSERT INTO bench_writes (at) VALUES (clock_timestamp())")
-                self.successes.append(time.time())
-            except psycopg.Error:
-                self.failures += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            tick += self.interval
-            self._stop.wait(max(0.0, tick - time.monotonic()))
-            tick = max(tick, time.monotonic() - self.interval)
-        if conn is not None:
-            conn.close()
-
-    def gap_after(self, start: float, end: float) -> tuple[float, float, float]:
-        """The longest gap between consecutive commits that spans a moment in [start, end]."""
-        times = list(self.successes)
-        best = (0.0, start, start)
-        for before, after in itertools.pairwise(times):
-            if after >= start and before <= end and after - before > best[0]:
-                best = (after - before, before, after)
-        return best
-
-
 def run(*, quick: bool = False) -> Result:
     from failover.config import Settings
     from failover.wiring import build_runtime
     from local import pgpair
     from local.arm_emulator import ArmEmulator
+    from local.clients import WritingClient
     from local.services import LocalServices, free_port
 
     failovers = 2 if quick else 5
@@ -145,7 +83,7 @@ def run(*, quick: bool = False) -> Result:
         runtime = build_runtime(settings)
         inspector = runtime.inspector
         assert inspector is not None
-        writer = Writer(pair.conninfo(), password).start()
+        writer = WritingClient(pair.conninfo(include_password=True)).start()
 
         def probe_loop() -> None:
             for _ in range(10_000):
@@ -166,7 +104,7 @@ def run(*, quick: bool = False) -> Result:
             inspector.start_failover(resource_id, "ForcedFailover", wait=True)
             incident = _wait_for_downtime(runtime, NAME, started, timeout=90)
             healthy()
-            gap, last_ok, first_ok = writer.gap_after(started, time.time())
+            gap, last_ok, first_ok = writer.gap_within(started, time.time())
             measured = incident.write_downtime_seconds if incident else None
             rows.append(
                 {

@@ -6,6 +6,7 @@ app's own measurement is compared with, so it shares no code with the app's prob
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,4 +60,12 @@ class WritingClient:
 
     def longest_gap(self) -> float:
         """Seconds from the last good write before the outage to the first good write after it."""
-        return max((b - a for a, b in zip(self.successes, self.successes[1:], strict=False)), default=0.0)
+        return self.gap_within(float("-inf"), float("inf"))[0]
+
+    def gap_within(self, start: float, end: float) -> tuple[float, float, float]:
+        """(seconds, last good write, first good write): the longest gap spanning a moment in [start, end]."""
+        best = (0.0, start, start)
+        for before, after in itertools.pairwise(list(self.successes)):
+            if after >= start and before <= end and after - before > best[0]:
+                best = (after - before, before, after)
+        return best

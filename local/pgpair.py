@@ -29,7 +29,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from local.services import free_port
 
 if TYPE_CHECKING:
     import psycopg
@@ -249,17 +250,6 @@ def _chown_postgres(path: Path) -> None:
 
 def _quote_conninfo(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (never 5432)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != 5432:
-            return port
-    raise PgPairError("no free port found")
 
 
 def _log_tail(node: PgNode, lines: int = 15) -> str:

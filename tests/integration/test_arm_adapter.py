@@ -15,6 +15,7 @@ from failover.adapters.arm import ManagementApiInspector, build_client_factory, 
 from failover.errors import InspectorError, InspectorUnavailableError, is_retryable
 from local import pgpair
 from local.arm_emulator import ReplicaSpec
+from local.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +181,7 @@ def test_throttling_server_errors_and_timeouts_are_retryable_and_quick(
         factory.close()
 
     # Nothing listening: connection refused is retryable.
-    dead = make_arm_client_factory(f"http://127.0.0.1:{pgpair.free_port()}", retry_total=0)
+    dead = make_arm_client_factory(f"http://127.0.0.1:{free_port()}", retry_total=0)
     try:
         with pytest.raises(InspectorUnavailableError) as err:
             ManagementApiInspector(dead).get_server(rid)

@@ -19,8 +19,8 @@ from failover.adapters.teams import (
 from failover.cards import envelope, render_card
 from failover.errors import NotifierError, NotifierUnavailableError, PermanentError, RetryableError
 from failover.model import Cause, Incident, IncidentStatus, Transition
+from local.services import free_port
 from local.teams_sink import SinkResponse, TeamsSink
-from tests.integration.redis_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 
