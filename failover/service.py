@@ -51,10 +51,8 @@ from failover.model import (
     EffectName,
     EffectStatus,
     Incident,
-    IncidentStatus,
     Signal,
     Topology,
-    Transition,
 )
 from failover.ports import Clock, Notifier, TopologyCache
 from failover.timeutil import parse_iso
@@ -519,4 +517,4 @@ def _portal_url(resource_id: str) -> str | None:
     return f"https://portal.azure.com/#@/resource{resource_id}/overview" if resource_id else None
 
 
-__all__ = ["IncidentStatus", "Integrations", "RecordOutcome", "Responder", "SweepReport", "Transition"]
+__all__ = ["Integrations", "RecordOutcome", "Responder", "SweepReport"]
