@@ -2,17 +2,26 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap drill drill-unplanned serve test test-fast lint bench package clean
+.PHONY: bootstrap drill drill-unplanned drill-maintenance drill-scaling serve test test-fast lint bench package clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
 
 ## The local failover drill: real PostgreSQL pair, Azurite, Redis, emulator, Teams sink, runner.
+## `make drill REDIS=cluster` runs it on a 3-primary Redis Cluster instead of one redis-server.
+REDIS ?= standalone
 drill: bootstrap
-	$(BIN)/python -m local.drill
+	$(BIN)/python -m local.drill --redis $(REDIS)
 
 drill-unplanned: bootstrap
-	$(BIN)/python -m local.drill --unplanned
+	$(BIN)/python -m local.drill --unplanned --redis $(REDIS)
+
+## Failovers the platform starts (emulated): a maintenance event InProgress, a scaling by failover.
+drill-maintenance: bootstrap
+	$(BIN)/python -m local.drill --mode maintenance --redis $(REDIS)
+
+drill-scaling: bootstrap
+	$(BIN)/python -m local.drill --mode scaling --redis $(REDIS)
 
 ## The app on 127.0.0.1:7071 with local services for whatever the environment does not set.
 serve: bootstrap

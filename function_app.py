@@ -10,8 +10,9 @@ from handlers.alerts import bp as alerts
 from handlers.eventgrid import bp as eventgrid
 from handlers.health import bp as health
 from handlers.lookups import bp as lookups
+from handlers.queues import bp as queues
 from handlers.timers import bp as timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (alerts, eventgrid, health, lookups, timers):
+for blueprint in (alerts, eventgrid, health, lookups, queues, timers):
     app.register_functions(blueprint)

@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import Result, ms, percentile, save_json
 from failover.adapters import table_codec as codec
-from failover.incidents import ServerState
+from failover.incidents import IncidentRecord, ServerState
 from failover.model import (
     Cause,
     Effect,
@@ -90,8 +90,7 @@ def incident(s: int, k: int) -> Incident:
         cause_confidence=2,
         opened_at=opened,
         last_signal_at=opened + timedelta(seconds=3 * (ENTRIES - 1)),
-        last_problem_at=opened + timedelta(seconds=120),
-        last_recovery_at=opened + timedelta(seconds=3 * (ENTRIES - 1)),
+        recovered_at=opened + timedelta(seconds=3 * (ENTRIES - 1)),
         primary_restored_at=opened + timedelta(seconds=60),
         resolved_at=opened + timedelta(seconds=3 * (ENTRIES - 1)),
         primary_zone_before="1",
@@ -145,10 +144,22 @@ def server_rows(s: int, shape: Shape) -> list[dict[str, Any]]:
     rows.append(
         codec.state_to_entity(
             ServerState(server=server_name(s), resource_id=RESOURCE.format(server=server_name(s)),
-                        incidents=tuple(incidents[-8:]), signals_recorded=shape.incidents * ENTRIES)
+                        records=tuple(_record(i) for i in incidents[-8:]),
+                        signals_recorded=shape.incidents * ENTRIES)
         )
     )  # fmt: skip
     return rows
+
+
+def _record(incident: Incident) -> IncidentRecord:
+    return IncidentRecord(
+        incident.incident_id,
+        f"anchor-{incident.incident_id}",
+        incident.opened_at,
+        incident.last_signal_at,
+        status=incident.status,
+        closed_at=incident.resolved_at,
+    )
 
 
 def _seed_part(connection: str, table: str, shape: Shape, units: list[tuple[str, int, int]]) -> int:
@@ -168,25 +179,55 @@ def _seed_part(connection: str, table: str, shape: Shape, units: list[tuple[str,
             return server_rows(a, shape)
         return [codec.day_entity(incident(s, k)) for s, k in day_members(shape)[a]]
 
+    failures: list[BaseException] = []
+
     def worker() -> None:
         deadline = time.monotonic() + 3 * 3600
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not failures:
             with lock:
                 unit = next(pending, None)
             if unit is None:
                 return
             rows = rows_of(unit)
-            for start in range(0, len(rows), 100):
-                client.submit_transaction([("upsert", r) for r in rows[start : start + 100]])
+            try:
+                for start in range(0, len(rows), 100):
+                    _submit(client, [("upsert", r) for r in rows[start : start + 100]])
+            except BaseException as error:  # the part stops; seed() refuses to report figures
+                failures.append(error)
+                return
             with lock:
                 written[0] += len(rows)
+        if not failures and next(pending, None) is not None:
+            failures.append(TimeoutError("seeding ran past its 3 hour bound"))
 
     threads = [threading.Thread(target=worker) for _ in range(THREADS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise RuntimeError(f"seeding failed after retries: {type(failures[0]).__name__}: {failures[0]}")
     return written[0]
+
+
+_SEED_ATTEMPTS = 6
+
+
+def _submit(client: Any, operations: list[tuple[str, dict[str, Any]]]) -> None:
+    """One transaction of upserts (idempotent), retried on a dropped connection or a 5xx."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    for attempt in range(_SEED_ATTEMPTS):
+        try:
+            client.submit_transaction(operations)
+            return
+        except (ServiceRequestError, ServiceResponseError, HttpResponseError) as error:
+            status = getattr(error, "status_code", None)
+            if isinstance(error, HttpResponseError) and status is not None and status < 500:
+                raise
+            if attempt == _SEED_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
 
 
 def day_members(shape: Shape) -> dict[int, list[tuple[int, int]]]:
@@ -252,8 +293,7 @@ class _Probe:
         took, body, trips, read = self._product(
             lambda: lookups.get_incident(self.store, self.settings, chosen.incident_id)
         )
-        assert chosen.resolved_at is not None
-        low, high = codec.signal_range(chosen.opened_at, chosen.resolved_at + self.settings.policy.quiet)
+        low, high = codec.incident_signal_range(chosen)
         point = {"pk": chosen.server, "rk": codec.incident_key(chosen.incident_id)}
         span = {"pk": chosen.server, "low": low, "high": high}
         base, _ = _timed(

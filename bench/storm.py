@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from bench.common import OUT, ROOT, Result, ms, percentile, python, save_json
 from failover.adapters import table_codec as codec
 from failover.model import Signal
+from failover.ports import WorkItem
 from failover.wiring import Runtime
 from handlers._runtime import set_runtime
 from local.services import LocalServices, free_port
@@ -53,8 +54,9 @@ TARGET_TRIPS_NEW = 2.0
 TARGET_TRIPS_DUP = 1.0
 TARGET_RATIO = 0.7
 STORE_OPS = (
-    "read_for_signal", "add_outbox", "commit", "read_state", "get_effect", "replace_effect", "remove_outbox",
-    "record_notification", "upsert_day", "get_incident", "due_outbox", "effects_of", "timeline",
+    "read_for_signal", "schedule_effects", "schedule_settle", "commit", "read_state", "get_effect",
+    "replace_effect", "finish_work", "move_work", "record_notification", "upsert_day", "get_incident",
+    "due_work", "effects_of", "timeline", "save_publication",
 )  # fmt: skip
 
 
@@ -169,7 +171,7 @@ class Instrument:
                         cost.duplicate += 1
             return outcome
 
-        def run_now(pointers: list[Any]) -> None:
+        def run_now(pointers: list[WorkItem]) -> None:
             if self.defer_effects:
                 with self.lock:
                     self.deferred += len(pointers)
@@ -180,17 +182,17 @@ class Instrument:
             finally:
                 tls.phase = saved
 
-        def execute(server: str, row_key: str, *, pointer: str) -> Any:
-            tls.effect = row_key.rsplit("~", 1)[-1]
+        def execute(item: WorkItem) -> Any:
+            tls.effect = item.name.value if item.name else item.kind
             with self.lock:
                 self.effect_runs[tls.effect] += 1
             try:
-                return real_execute(server, row_key, pointer=pointer)
+                return real_execute(item)
             finally:
                 tls.effect = None
 
         responder.record = record  # type: ignore[method-assign]
-        responder._run_now = run_now  # type: ignore[method-assign]
+        responder._run_now = run_now  # type: ignore[method-assign,assignment]
         responder.execute = execute  # type: ignore[method-assign]
         real_dispatch = host._dispatch
 
@@ -216,15 +218,17 @@ class Instrument:
                 tls.rid = None
 
         host._dispatch = dispatch
-        integrations = responder.integrations
-        real_url = integrations.card_url_for
+        teams = responder.integrations.notify.channels.get("teams")
+        if teams is None:
+            return
+        real_url = teams.target_for
 
         def card_url(server: str) -> str | None:
             url = real_url(server)
             rid = self._get("rid")
             return f"{url}&bench={rid}" if url and rid else url
 
-        integrations.card_url_for = card_url
+        teams.target_for = card_url  # type: ignore[method-assign]
 
 
 def _cpu_of(pid: int) -> float:
@@ -573,7 +577,11 @@ def _trip_stats(run: StormRun) -> dict[str, float]:
     """Recording-path round trips per signal; outbox pointer writes apart; conflict-free signals apart."""
     records = run.instrument.records
     trips = run.instrument.trips
-    outbox = sum(n for (phase, op), n in trips.items() if phase == "record" and op == "add_outbox")
+    outbox = sum(
+        n
+        for (phase, op), n in trips.items()
+        if phase == "record" and op in ("schedule_effects", "schedule_settle")
+    )
     record_total = sum(n for (phase, _), n in trips.items() if phase == "record")
     reads = sum(n for (phase, op), n in trips.items() if phase == "record" and op == "read_for_signal")
     commits = sum(n for (phase, op), n in trips.items() if phase == "record" and op == "commit")

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from failover import lookups
 from failover.config import Settings
-from failover.errors import ConfigError, FailoverError, InvalidPayloadError, NotFoundError, redact
-from failover.timeline_html import format_duration, render_timeline_page
+from failover.errors import ConfigError, FailoverError, InvalidPayloadError, NotFoundError
+from failover.presentation import EntryView, IncidentView, channel_name, format_duration, phase_note
+from failover.secrets import redact
+from failover.timeline_html import render_timeline_page, stamp
 from failover.timeutil import parse_iso
 
 if TYPE_CHECKING:
@@ -150,7 +152,7 @@ def _incidents(
     out: TextIO,
     clock: Callable[[], datetime],
 ) -> int:
-    page = lookups.list_incidents(
+    page = lookups.incident_page(
         store,
         settings,
         server=args.server,
@@ -162,12 +164,12 @@ def _incidents(
         now=clock(),
     )
     if args.json:
-        return _json(out, page)
-    out.write(incident_table(page["incidents"]))
-    count = len(page["incidents"])
+        return _json(out, page.to_json())
+    out.write(incident_table(page.incidents))
+    count = len(page.incidents)
     out.write(f"\n{count} incident{'s' if count != 1 else ''}\n")
-    if page["continuation"]:
-        out.write(f"more: --continuation {page['continuation']}\n")
+    if page.continuation:
+        out.write(f"more: --continuation {page.continuation}\n")
     return OK
 
 
@@ -178,10 +180,10 @@ def _incident(
     out: TextIO,
     clock: Callable[[], datetime],
 ) -> int:
-    incident = lookups.get_incident(store, settings, args.incident_id)
+    view = lookups.incident_view(store, settings, args.incident_id)
     if args.json:
-        return _json(out, incident)
-    out.write(incident_text(incident))
+        return _json(out, view.to_json())
+    out.write(incident_text(view))
     return OK
 
 
@@ -192,14 +194,16 @@ def _timeline(
     out: TextIO,
     clock: Callable[[], datetime],
 ) -> int:
-    incident = lookups.get_incident(store, settings, args.incident_id)
+    view = lookups.incident_view(store, settings, args.incident_id)
     if args.html:
-        Path(args.html).write_text(render_timeline_page(incident, now=clock()), encoding="utf-8")
+        upcoming = lookups.upcoming_maintenance(store, view.incident.server)
+        page = render_timeline_page(view, now=clock(), upcoming=upcoming)
+        Path(args.html).write_text(page, encoding="utf-8")
         out.write(f"wrote {args.html}\n")
         return OK
     if args.json:
-        return _json(out, incident["timeline"])
-    out.write(timeline_table(incident["timeline"]))
+        return _json(out, view.to_json()["timeline"])
+    out.write(timeline_table(view.rows))
     return OK
 
 
@@ -249,62 +253,67 @@ def key_values(pairs: Sequence[tuple[str, object]]) -> str:
     return "".join(f"{k.ljust(width)}  {clean(v)}\n" for k, v in pairs)
 
 
-def incident_table(incidents: Sequence[Mapping[str, Any]]) -> str:
+def incident_table(views: Sequence[IncidentView]) -> str:
     headers = ("INCIDENT", "STATUS", "CAUSE", "OPENED (UTC)", "RESTORED", "RESOLVED", "WRITES DOWN", "ZONES")
     rows = [
         (
-            i.get("incident_id"),
-            i.get("status"),
-            i.get("cause"),
-            utc(i.get("opened_at")),
-            after(i.get("opened_at"), i.get("primary_restored_at")),
-            after(i.get("opened_at"), i.get("resolved_at")),
-            downtime(i.get("write_downtime_seconds")),
-            zones(i),
+            v.incident.incident_id,
+            v.incident.status,
+            v.incident.cause,
+            utc(v.incident.opened_at),
+            _after(v.restored_after),
+            _after(v.closed_after),
+            v.downtime_text,
+            zones(v),
         )
-        for i in incidents
+        for v in views
     ]
     return table(headers, rows)
 
 
-def incident_text(incident: Mapping[str, Any]) -> str:
-    opened = incident.get("opened_at")
-    facts = key_values(
-        [
-            ("Incident", incident.get("incident_id")),
-            ("Server", incident.get("server")),
-            ("Status", incident.get("status")),
-            ("Cause", incident.get("cause")),
-            ("Opened", f"{utc(opened)} UTC"),
-            ("Primary restored", _moment(opened, incident.get("primary_restored_at"))),
-            ("Resolved", _moment(opened, incident.get("resolved_at"))),
-            ("Write downtime", downtime(incident.get("write_downtime_seconds"))),
-            ("Zones", zones(incident)),
-            ("HA state", incident.get("ha_state") or "-"),
-            ("Signals", incident.get("signal_count")),
-            ("Resource", incident.get("resource_id")),
-        ]
+def incident_text(view: IncidentView) -> str:
+    incident = view.incident
+    pairs: list[tuple[str, object]] = [
+        ("Incident", incident.incident_id),
+        ("Server", incident.server),
+        ("Status", view.status_text),
+        ("Cause", view.cause_text),
+        ("Opened", f"{utc(incident.opened_at)} UTC"),
+        ("Primary restored", _moment(incident.primary_restored_at, view.restored_after)),
+        ("Resolved" if incident.stale_at is None else "Closed", _moment(view.closed_at, view.closed_after)),
+        ("Write downtime", view.downtime_text),
+        ("Detection", view.detection_text or "-"),
+        ("Zones", zones(view)),
+        ("HA state", incident.ha_state or "-"),
+        ("Signals", incident.signal_count),
+        ("Resource", incident.resource_id),
+    ]
+    phases = table(
+        ("PHASE", "FROM (UTC)", "LASTED"),
+        [(p.label, utc(p.start), phase_note(p)) for p in view.phases],
     )
-    notifications = incident.get("notifications") or []
     sent = (
         table(
-            ("TRANSITION", "STATUS", "AT (UTC)"),
-            [(n.get("transition"), n.get("status"), utc(n.get("at"))) for n in notifications],
+            ("CHANNEL", "TRANSITION", "STATUS", "AT (UTC)"),
+            [(channel_name(n.channel), n.transition, n.status, utc(n.at)) for n in incident.notifications],
         )
-        if notifications
+        if incident.notifications
         else "none recorded\n"
     )
-    return f"{facts}\nNotifications\n{sent}\nTimeline\n{timeline_table(incident.get('timeline') or [])}"
+    text = f"{key_values(pairs)}\nPhases\n{phases}\nNotifications\n{sent}"
+    if view.verification:
+        steps = [(s.check, s.status, utc(s.at), s.detail) for s in view.verification]
+        text += f"\nVerification\n{table(('CHECK', 'STATUS', 'AT (UTC)', 'DETAIL'), steps)}"
+    return f"{text}\nTimeline\n{timeline_table(view.rows)}"
 
 
-def timeline_table(entries: Sequence[Mapping[str, Any]]) -> str:
-    if not entries:
+def timeline_table(rows: Sequence[EntryView]) -> str:
+    if not rows:
         return "no entries\n"
-    rows = [
-        (n, utc(e.get("at"), millis=True), e.get("source"), e.get("kind"), e.get("summary"))
-        for n, e in enumerate(entries, start=1)
+    lines = [
+        (r.number, utc(r.entry.at, millis=True), r.entry.source, r.entry.kind, r.entry.summary) for r in rows
     ]
-    return table(("#", "TIME (UTC)", "SOURCE", "KIND", "SUMMARY"), rows)
+    return table(("#", "TIME (UTC)", "SOURCE", "KIND", "SUMMARY"), lines)
 
 
 def server_text(server: Mapping[str, Any]) -> str:
@@ -341,38 +350,27 @@ def clean(value: object) -> str:
 
 
 def utc(value: object, *, millis: bool = False) -> str:
+    """A time (or an ISO 8601 text) as `2026-11-25 07:16:02`; `-` when there is none."""
     try:
-        when = parse_iso(value)
+        when = value if isinstance(value, datetime) else parse_iso(value)
     except (ValueError, OverflowError):
         return "-" if value in (None, "") else str(value)
-    text = when.strftime("%Y-%m-%d %H:%M:%S")
-    return f"{text}.{when.microsecond // 1000:03d}" if millis else text
+    return stamp(when, millis=millis)
 
 
-def after(start: object, end: object) -> str:
-    try:
-        return "+" + format_duration((parse_iso(end) - parse_iso(start)).total_seconds())
-    except (ValueError, OverflowError):
-        return "-"
-
-
-def downtime(seconds: object) -> str:
-    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
-        return format_duration(float(seconds))
-    return "not measured"
-
-
-def zones(incident: Mapping[str, Any]) -> str:
-    before, now = incident.get("primary_zone_before"), incident.get("primary_zone_after")
-    if before is None and now is None:
-        return "-"
-    text = f"{before or '?'} -> {now or '?'}"
-    standby = incident.get("standby_zone_after")
+def zones(view: IncidentView) -> str:
+    """The primary's zones and where the standby went: `1 → 2 (standby 1)`."""
+    text = view.zones_text
+    standby = view.incident.standby_zone_after
     return f"{text} (standby {standby})" if standby else text
 
 
-def _moment(start: object, end: object) -> str:
-    return f"{utc(end)} UTC ({after(start, end)})" if end else "-"
+def _after(seconds: float | None) -> str:
+    return "-" if seconds is None else "+" + format_duration(seconds)
+
+
+def _moment(when: datetime | None, seconds: float | None) -> str:
+    return f"{utc(when)} UTC ({_after(seconds)})" if when else "-"
 
 
 def _optional_utc(value: object) -> str:

@@ -3,8 +3,9 @@
 Layer: pure core (reads a mapping given to it; `Settings.from_env()` with no argument reads
 `os.environ`). Missing or invalid settings raise one `ConfigError` naming every bad key; optional
 integrations that are not configured are `None` and reported as `not_configured` on /api/health.
-Secrets (connection strings, webhook URLs, passwords) are `Secret` values: their repr and str are
-masked, so a Settings object can be logged without leaking anything (invariant 7).
+Secrets (connection strings, webhook URLs, passwords) are `failover.secrets.Secret` values: their
+repr and str are masked, so a Settings object can be logged without leaking anything, and making
+one registers the value with `failover.secrets.redact` (invariant 7).
 """
 
 from __future__ import annotations
@@ -18,55 +19,44 @@ from typing import TypeVar
 
 from failover.errors import ConfigError
 from failover.incidents import Policy
+from failover.secrets import Secret as Secret  # noqa: PLC0414 - re-exported: Settings fields are Secrets
+from failover.sources.resources import SERVER_NAME
+from failover.urls import https_or_loopback
 
 T = TypeVar("T")
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _RESOURCE_ID = re.compile(
     r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.dbforpostgresql/flexibleservers/"
-    r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+    rf"{SERVER_NAME}$",
     re.IGNORECASE,
 )
+_ZONE = re.compile(r"^[1-3]$")
 _SCOPE = re.compile(r"^/subscriptions/[^/]+(/resourcegroups/[^/]+)?$", re.IGNORECASE)
-
-
-class Secret:
-    """A string that never shows itself in repr, str, logs or exception texts."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
 class Settings:
     storage_connection: Secret | None
     storage_table_endpoint: str | None = None  # identity-based connection (managed identity)
+    storage_queue_endpoint: str | None = None  # the same account's queues (probe fan-out)
     table_name: str = "failoverincidents"
     redis_url: Secret | None = None
     redis_prefix: str = "pgha:"
     redis_entra_identity: str | None = None
     redis_invalidate_patterns: tuple[str, ...] = ()
+    redis_cluster: str = "auto"  # auto (ask the node: INFO cluster) | true | false
+    redis_invalidate_seconds: float = 5.0  # per publish: SCAN + UNLINK stop after this long
+    redis_invalidate_max_keys: int = 100_000  # per publish: SCAN + UNLINK stop after this many keys
     teams_webhook_url: Secret | None = None
     teams_routes: Secret | None = None
+    pagerduty_routing_key: Secret | None = None
+    pagerduty_routes: Secret | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     maintenance_windows: str = ""
     monitored_servers: tuple[str, ...] = ()
     discovery_scopes: tuple[str, ...] = ()
+    alert_scopes: tuple[str, ...] = ()  # ALERT_SCOPES: alerts about servers here are accepted
     discovery_interval: timedelta = timedelta(minutes=15)
     arm_endpoint: str | None = None
     pg_conninfo_template: str = "host={fqdn} port=5432 dbname=postgres sslmode=require"
@@ -77,16 +67,28 @@ class Settings:
     pg_create_heartbeat_table: bool = False
     probe_id: str = "pg-failover-responder"
     probe_window: timedelta = timedelta(seconds=50)
+    probe_db: bool = True  # PROBE_DB=off runs the management API probe alone
+    probe_db_outage_seconds: float = 3.0  # a write outage shorter than this is a note, not a failover
     probe_db_interval: float = 0.5
     probe_db_fast_interval: float = 0.2
     probe_max_workers: int = 16
+    probe_record_workers: int = 8
+    probe_shard_size: int = 50  # a fleet larger than this is fanned out over a queue, one shard a message
     probe_arm_interval: float = 5.0
+    probe_fault_notify: timedelta = timedelta(seconds=600)  # one card when the probe cannot check this long
+    maintenance_poll: timedelta = timedelta(minutes=60)  # maintenanceEvents read at most this often
+    maintenance_cards: bool = False  # one Teams card per new upcoming maintenance event
     public_base_url: str | None = None
     continuation_secret: Secret | None = None
     effect_max_attempts: int = 8
     effect_backoff_base: float = 5.0
     effect_backoff_max: float = 900.0
     policy: Policy = field(default_factory=Policy)
+    verify_deadline: timedelta = timedelta(seconds=1800)  # VERIFY_DEADLINE_SECONDS
+    app_zones: tuple[str, ...] = ()  # APP_ZONES: the availability zones the application tier runs in
+    digest_min_servers: int = 3  # DIGEST_MIN_SERVERS
+    digest_window: timedelta = timedelta(seconds=120)  # DIGEST_WINDOW_SECONDS
+    drill_min_interval: timedelta = timedelta(minutes=20)  # DRILL_MIN_INTERVAL_MINUTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +97,20 @@ class Settings:
     @property
     def probes_configured(self) -> bool:
         return bool(self.monitored_servers or self.discovery_scopes)
+
+
+def drill_min_interval(reader: _Reader) -> timedelta:
+    """DRILL_MIN_INTERVAL_MINUTES: the drill refuses a failover sooner than this after the last one."""
+    return timedelta(minutes=reader.number("DRILL_MIN_INTERVAL_MINUTES", 20.0, float, 0, 1440))
+
+
+def drill_interval_from_env(env: Mapping[str, str] | None = None) -> timedelta:
+    """The drill's guard setting alone (the drill runs without the app's other settings)."""
+    reader = _Reader(os.environ if env is None else env)
+    interval = drill_min_interval(reader)
+    if reader.problems:
+        raise ConfigError("invalid settings: " + "; ".join(reader.problems))
+    return interval
 
 
 class _Reader:
@@ -112,6 +128,15 @@ class _Reader:
     def secret(self, key: str) -> Secret | None:
         value = self.text(key)
         return Secret(value) if value else None
+
+    def _names_a_user(self) -> bool:
+        """PG_USER, or a `user=` inside the conninfo template or overrides."""
+        conninfo = f"{self.text('PG_CONNINFO_TEMPLATE') or ''} {self.text('PG_CONNINFO_OVERRIDES') or ''}"
+        return bool(self.text("PG_USER")) or re.search(r"(^|\s)user\s*=", conninfo) is not None
+
+    def listed_any(self) -> bool:
+        """Whether any server is watched (the probes run)."""
+        return bool(self.text("MONITORED_SERVERS") or self.text("DISCOVERY_SCOPES"))
 
     def flag(self, key: str) -> bool:
         raw = (self.text(key, "false") or "").lower()
@@ -146,6 +171,9 @@ class _Reader:
         account = self.text("AzureWebJobsStorage__accountName")
         if endpoint is None and account is not None:
             endpoint = f"https://{account}.table.core.windows.net"
+        queue_endpoint = self.text("AzureWebJobsStorage__queueServiceUri")
+        if queue_endpoint is None and account is not None:
+            queue_endpoint = f"https://{account}.queue.core.windows.net"
         if storage is None and endpoint is None:
             self.problems.append(
                 "AzureWebJobsStorage: missing (a connection string, UseDevelopmentStorage=true for Azurite,"
@@ -158,10 +186,21 @@ class _Reader:
         if pg_auth not in ("entra", "password"):
             self.problems.append("PG_AUTH: must be 'entra' or 'password'")
         quiet = self.number("INCIDENT_QUIET_SECONDS", 300.0, float, 0, 86400)
-        merge = self.number("INCIDENT_MERGE_SECONDS", 900.0, float, 0, 86400)
+        probe_db_word = (self.text("PROBE_DB", "on") or "").lower()
+        if probe_db_word not in ("on", "off"):
+            self.problems.append("PROBE_DB: must be on or off")
+        probe_db = probe_db_word != "off"
+        if probe_db and self.listed_any() and not self._names_a_user():
+            self.problems.append("PG_USER: required while the database probe is on (or set PROBE_DB=off)")
+        stale = self.number("INCIDENT_STALE_SECONDS", 7200.0, float, 60, 7 * 86400)
+        skew = self.number("CLOCK_SKEW_SECONDS", 300.0, float, 0, 86400)
+        redis_cluster = (self.text("REDIS_CLUSTER", "auto") or "").lower()
+        if redis_cluster not in ("auto", "true", "false"):
+            self.problems.append("REDIS_CLUSTER: must be auto, true or false")
         settings = Settings(
             storage_connection=storage,
             storage_table_endpoint=endpoint,
+            storage_queue_endpoint=queue_endpoint,
             table_name=table,
             redis_url=self.secret("REDIS_URL"),
             redis_prefix=self.text("REDIS_PREFIX", "pgha:") or "pgha:",
@@ -169,11 +208,18 @@ class _Reader:
             redis_invalidate_patterns=tuple(
                 p.strip() for p in (self.text("REDIS_INVALIDATE_PATTERNS") or "").split(";") if p.strip()
             ),
+            redis_cluster=redis_cluster,
+            redis_invalidate_seconds=self.number("REDIS_INVALIDATE_SECONDS", 5.0, float, 0.1, 300),
+            redis_invalidate_max_keys=self.number("REDIS_INVALIDATE_MAX_KEYS", 100_000, int, 1, 10_000_000),
             teams_webhook_url=self.secret("TEAMS_WEBHOOK_URL"),
             teams_routes=self.secret("TEAMS_ROUTES"),
+            pagerduty_routing_key=self.secret("PAGERDUTY_ROUTING_KEY"),
+            pagerduty_routes=self.secret("PAGERDUTY_ROUTES"),
+            pagerduty_events_url=self.text("PAGERDUTY_EVENTS_URL", Settings.pagerduty_events_url) or "",
             maintenance_windows=self.text("MAINTENANCE_WINDOWS", "") or "",
             monitored_servers=self.listed("MONITORED_SERVERS", _RESOURCE_ID, "flexible server resource ids"),
             discovery_scopes=self.listed("DISCOVERY_SCOPES", _SCOPE, "subscription or resource group ids"),
+            alert_scopes=self.listed("ALERT_SCOPES", _SCOPE, "subscription or resource group ids"),
             discovery_interval=timedelta(
                 minutes=self.number("DISCOVERY_INTERVAL_MINUTES", 15.0, float, 1, 1440)
             ),
@@ -184,18 +230,38 @@ class _Reader:
             pg_password=self.secret("PG_PASSWORD"),
             pg_auth=pg_auth,
             pg_create_heartbeat_table=self.flag("PG_CREATE_HEARTBEAT_TABLE"),
+            probe_db=probe_db,
+            probe_db_outage_seconds=self.number("PROBE_DB_OUTAGE_SECONDS", 3.0, float, 0.5, 600),
             probe_id=self.text("PROBE_ID", "pg-failover-responder") or "pg-failover-responder",
             probe_window=timedelta(seconds=self.number("PROBE_WINDOW_SECONDS", 50.0, float, 0, 3600)),
             probe_db_interval=self.number("PROBE_DB_INTERVAL_SECONDS", 0.5, float, 0.05, 60),
             probe_db_fast_interval=self.number("PROBE_DB_FAST_INTERVAL_SECONDS", 0.2, float, 0.05, 60),
             probe_max_workers=self.number("PROBE_MAX_WORKERS", 16, int, 1, 256),
+            probe_record_workers=self.number("PROBE_RECORD_WORKERS", 8, int, 1, 256),
+            probe_shard_size=self.number("PROBE_SHARD_SIZE", 50, int, 1, 1000),
             probe_arm_interval=self.number("PROBE_ARM_INTERVAL_SECONDS", 5.0, float, 0.1, 3600),
+            probe_fault_notify=timedelta(
+                seconds=self.number("PROBE_FAULT_NOTIFY_SECONDS", 600.0, float, 0, 7 * 86400)
+            ),
+            maintenance_poll=timedelta(minutes=self.number("MAINTENANCE_POLL_MINUTES", 60.0, float, 1, 1440)),
+            maintenance_cards=self.flag("MAINTENANCE_CARDS"),
             public_base_url=(self.text("PUBLIC_BASE_URL") or "").rstrip("/") or None,
             continuation_secret=self.secret("CONTINUATION_SECRET"),
             effect_max_attempts=self.number("EFFECT_MAX_ATTEMPTS", 8, int, 1, 50),
             effect_backoff_base=self.number("EFFECT_BACKOFF_BASE_SECONDS", 5.0, float, 0.01, 3600),
             effect_backoff_max=self.number("EFFECT_BACKOFF_MAX_SECONDS", 900.0, float, 0.01, 86400),
-            policy=Policy(quiet=timedelta(seconds=quiet), merge_window=timedelta(seconds=merge)),
+            verify_deadline=timedelta(
+                seconds=self.number("VERIFY_DEADLINE_SECONDS", 1800.0, float, 60, 86400)
+            ),
+            app_zones=self.listed("APP_ZONES", _ZONE, "availability zones (1, 2 or 3)"),
+            digest_min_servers=self.number("DIGEST_MIN_SERVERS", 3, int, 2, 1000),
+            digest_window=timedelta(seconds=self.number("DIGEST_WINDOW_SECONDS", 120.0, float, 10, 3600)),
+            drill_min_interval=drill_min_interval(self),
+            policy=Policy(
+                quiet=timedelta(seconds=quiet),
+                stale=timedelta(seconds=stale),
+                clock_skew=timedelta(seconds=skew),
+            ),
         )
         if storage is None and settings.continuation_secret is None and endpoint is not None:
             self.problems.append(
@@ -203,6 +269,8 @@ class _Reader:
             )
         if settings.pg_auth == "password" and settings.pg_password is None and settings.probes_configured:
             self.problems.append("PG_PASSWORD: missing while PG_AUTH=password")
+        if not https_or_loopback(settings.pagerduty_events_url):
+            self.problems.append("PAGERDUTY_EVENTS_URL: must be https (http only on loopback)")
         if self.problems:
             raise ConfigError("invalid settings: " + "; ".join(self.problems))
         return settings

@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from failover.incidents import Decision, topology_of
-from failover.model import Effect, EffectName, EffectStatus, Transition
-from failover.timeutil import iso
+from failover.model import Effect, EffectName, EffectStatus, Incident, Transition, topology_payload
+from failover.notify.registry import CHANNELS
 
+# One notification effect per registered channel (an unconfigured channel's effect is skipped).
+_NOTIFY = tuple(EffectName.notify(channel) for channel in CHANNELS)
 TERMINAL = frozenset({EffectStatus.DONE, EffectStatus.DEAD, EffectStatus.SUPPRESSED, EffectStatus.SKIPPED})
 
 
@@ -25,27 +27,28 @@ class RetryPolicy:
     max_attempts: int = 8
     base_seconds: float = 5.0
     max_seconds: float = 900.0
-    lease: timedelta = timedelta(seconds=60)
+    # Longer than the longest effect run: every call is bounded by its client timeouts (Teams and
+    # PagerDuty 10 s connect + 30 s read, Redis 5 s, Table storage 3 + 10 s, retried twice), and no
+    # effect sleeps in-call (the outbox is the one retry policy). A live lease is never taken over.
+    lease: timedelta = timedelta(minutes=5)
 
 
 def effects_for(decision: Decision, *, now: datetime) -> tuple[Effect, ...]:
-    transition = decision.latest_transition
-    incident = decision.incident
-    if transition is None or incident is None:
+    """The effects of every incident the decision moved, each for its latest new transition."""
+    return tuple(
+        effect
+        for change in decision.changes
+        for effect in _effects_of(decision, change.incident, change.latest_transition, now=now)
+    )
+
+
+def _effects_of(
+    decision: Decision, incident: Incident, transition: Transition | None, *, now: datetime
+) -> tuple[Effect, ...]:
+    if transition is None:
         return ()
     topology = topology_of(decision.state, incident, now=now)
-    redis_payload = {
-        "server": topology.server,
-        "primary_zone": topology.primary_zone,
-        "standby_zone": topology.standby_zone,
-        "ha_state": topology.ha_state,
-        "fqdn": topology.fqdn,
-        "read_replicas": list(topology.read_replicas),
-        "incident_id": topology.incident_id,
-        "version": topology.version,
-        "epoch": decision.state.epoch,
-        "updated_at": iso(now),
-    }
+    redis_payload = topology_payload(topology, decision.state.epoch)
     return tuple(
         Effect(
             incident_id=incident.incident_id,
@@ -57,7 +60,7 @@ def effects_for(decision: Decision, *, now: datetime) -> tuple[Effect, ...]:
             updated_at=now,
             payload=redis_payload if name is EffectName.REDIS_TOPOLOGY else {},
         )
-        for name in (EffectName.REDIS_TOPOLOGY, EffectName.TEAMS_CARD, EffectName.DAY_INDEX)
+        for name in (EffectName.REDIS_TOPOLOGY, *_NOTIFY, EffectName.DAY_INDEX)
     )
 
 
@@ -133,11 +136,25 @@ def runnable(effect: Effect, now: datetime) -> bool:
     return False
 
 
+def runnable_at(effect: Effect, now: datetime) -> datetime:
+    """When an effect that is not runnable now may run (its next attempt, or its lease's end)."""
+    if effect.status is EffectStatus.RUNNING and effect.lease_until is not None:
+        return effect.lease_until
+    return effect.next_attempt_at or now
+
+
 CardAction = Literal["send", "suppress", "defer"]
 
 
-def card_action(transition: Transition, window_end: datetime | None) -> CardAction:
-    """During a maintenance window cards are held back; the resolved card waits for the window's end."""
-    if window_end is None:
-        return "send"
-    return "defer" if transition is Transition.RESOLVED else "suppress"
+def card_action(
+    transition: Transition, window_end: datetime | None, *, held: bool, latest: Transition | None
+) -> CardAction:
+    """During a maintenance window every message waits for the window's end (`defer`). Then a
+    message that was held goes out only if its transition is still the incident's latest: an
+    "opened" card whose incident resolved during the window is `suppress`ed (the resolved card
+    tells it all), one whose incident is still open goes out."""
+    if window_end is not None:
+        return "defer"
+    if held and transition is not latest:
+        return "suppress"
+    return "send"

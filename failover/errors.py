@@ -2,12 +2,11 @@
 
 Layer: pure core. Whether a failure is worth retrying is decided here, in one place:
 `RetryableError` subclasses are transient (throttling, timeouts, a service down), everything
-else is permanent. Exception texts never carry secrets: adapters pass redacted messages.
+else is permanent. Exception texts never carry secrets: adapters pass messages cleaned by
+`failover.secrets.redact`.
 """
 
 from __future__ import annotations
-
-import re
 
 
 class FailoverError(Exception):
@@ -80,21 +79,3 @@ class DatabaseProbeError(RetryableError):
 
 def is_retryable(error: BaseException) -> bool:
     return isinstance(error, RetryableError)
-
-
-_SECRET_PATTERNS = (
-    # URLs carry SAS signatures (Teams Workflows `sig=`), keys and hosts: never echo them.
-    (re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE), "<url>"),
-    (
-        re.compile(r"(?i)\b(sig|code|key|token|password|pwd|accountkey|sharedaccesssignature)=[^\s;&'\"]+"),
-        r"\1=***",
-    ),
-    (re.compile(r"(?i)\bbearer\s+[a-z0-9._~+/=-]+"), "Bearer ***"),
-)
-
-
-def redact(text: str, *, limit: int = 300) -> str:
-    """A short, secret-free version of an error text, safe for logs, storage and responses."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

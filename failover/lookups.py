@@ -5,7 +5,9 @@ incident ids, ISO 8601 times, status, limit, continuation tokens), turns the val
 store's parameterised single-partition queries, and shapes the public JSON of design section 5.
 It must not import `azure.functions`, must not build a filter string from raw input, must not
 scan the table (a server listing is one partition; a cross-server listing walks the day index,
-newest day first) and must not reveal the key that signs continuation tokens.
+newest day first, at most `MAX_DAY_QUERIES` day partitions per request, then answers what it found
+with a continuation) and must not reveal the key that signs continuation tokens. An incident's
+timeline is answered `MAX_TIMELINE` entries at a time (`start`, `timeline_next`).
 
 Time filters apply to the incident's opening time as its id records it (to the second):
 `since <= opening <= until`.
@@ -13,6 +15,9 @@ Time filters apply to the incident's opening time as its id records it (to the s
 Continuation tokens are opaque to callers: base64url of a small JSON (where to resume, and the
 effective time window) and an HMAC-SHA256 over it and the query it belongs to, so a forged,
 altered or borrowed token is refused with 400 instead of steering a query.
+
+Size: over 400 lines because every read the HTTP API and the CLI make is validated and bounded here
+(query grammar, signed continuations, budgets): one place to audit the read side.
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ from failover.config import Settings
 from failover.errors import InvalidPayloadError, NotFoundError
 from failover.incidents import KnownTopology, ServerState
 from failover.model import Effect, EffectStatus, Incident, IncidentStatus, TimelineEntry
+from failover.presentation import IncidentView, TimelinePart
+from failover.sources.resources import SERVER_NAME, SERVER_NAME_RULE, is_server_name
 from failover.timeutil import iso, parse_iso
+from failover.verifying import with_steps
 
 if TYPE_CHECKING:
-    from failover.adapters.table_store import TableStore
+    from failover.ports import IncidentStore
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +53,14 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_WINDOW = timedelta(days=366)
+MAX_TIMELINE = 500  # timeline entries in one answer (JSON or page); `start` pages through the rest
+MAX_DAY_QUERIES = 31  # day partitions one cross-server listing request may read; then a continuation
 RESPONDER = "responder"
 
-_SERVER = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
-_LIMIT = re.compile(r"[0-9]{1,4}")
+_DIGITS = re.compile(r"[0-9]{1,7}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,600}\.[A-Za-z0-9_-]{43}")
 _SERVER_ROW = re.compile(r"incident~[0-9]{14}")
-_DAY_ROW = re.compile(r"[0-9]{14}~[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_DAY_ROW = re.compile(rf"[0-9]{{14}}~{SERVER_NAME}")
 _MAX_TIME_TEXT = 40
 _EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
@@ -90,10 +99,8 @@ class IncidentQuery:
 
 
 def valid_server(raw: object) -> str:
-    if not isinstance(raw, str) or _SERVER.fullmatch(raw) is None:
-        raise BadLookupError(
-            "server: 3-63 lower-case letters, digits and '-', not starting or ending with '-'"
-        )
+    if not is_server_name(raw):
+        raise BadLookupError(f"server: {SERVER_NAME_RULE}")
     return raw
 
 
@@ -128,11 +135,20 @@ def valid_time(name: str, raw: object) -> datetime | None:
 
 
 def valid_limit(raw: object) -> int:
+    return _whole_number("limit", raw, default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+
+
+def valid_start(raw: object) -> int:
+    """Where a part of a timeline starts: a whole number from 0 (the default)."""
+    return _whole_number("start", raw, default=0, low=0, high=9_999_999)
+
+
+def _whole_number(name: str, raw: object, *, default: int, low: int, high: int) -> int:
     if raw is None or raw == "":
-        return DEFAULT_LIMIT
+        return default
     text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
-    if not isinstance(text, str) or _LIMIT.fullmatch(text) is None or not 1 <= int(text) <= MAX_LIMIT:
-        raise BadLookupError(f"limit: a whole number from 1 to {MAX_LIMIT}")
+    if not isinstance(text, str) or _DIGITS.fullmatch(text) is None or not low <= int(text) <= high:
+        raise BadLookupError(f"{name}: a whole number from {low} to {high}")
     return int(text)
 
 
@@ -215,8 +231,26 @@ def _unb64(text: str) -> bytes:
 # --- use cases -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class IncidentPage:
+    """One page of an incident listing: the views, newest first, and where the next page starts."""
+
+    incidents: tuple[IncidentView, ...]
+    continuation: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"incidents": [v.public() for v in self.incidents], "continuation": self.continuation}
+
+
 def list_incidents(
-    store: TableStore,
+    store: IncidentStore, settings: Settings, *, now: datetime, **query: object
+) -> dict[str, Any]:
+    """`{"incidents": [...], "continuation": str | None}`, newest first. Raises BadLookupError."""
+    return incident_page(store, settings, now=now, **query).to_json()
+
+
+def incident_page(
+    store: IncidentStore,
     settings: Settings,
     *,
     server: object = None,
@@ -226,8 +260,8 @@ def list_incidents(
     limit: object = None,
     continuation: object = None,
     now: datetime,
-) -> dict[str, Any]:
-    """`{"incidents": [...], "continuation": str | None}`, newest first. Raises BadLookupError."""
+) -> IncidentPage:
+    """The incidents a listing asks for (server, time window, status, limit, continuation)."""
     query = parse_query(server=server, since=since, until=until, status=status, limit=limit)
     signer = ContinuationSigner(settings)
     cursor = None if continuation in (None, "") else signer.open(query, continuation)
@@ -235,35 +269,56 @@ def list_incidents(
         incidents, next_cursor = _server_page(store, query, cursor)
     else:
         incidents, next_cursor = _day_page(store, query, cursor, now)
-    return {
-        "incidents": [i.to_public() for i in incidents],
-        "continuation": signer.sign(query, next_cursor) if next_cursor else None,
-    }
+    return IncidentPage(
+        tuple(IncidentView.of(i) for i in incidents),
+        signer.sign(query, next_cursor) if next_cursor else None,
+    )
 
 
-def get_incident(store: TableStore, settings: Settings, incident_id: object) -> dict[str, Any]:
-    """One incident with its timeline (signals and failed effects, in time order). 404: NotFoundError."""
-    incident = _incident(store, valid_incident_id(incident_id))
-    entries = store.timeline(incident, settings.policy.quiet)
-    entries += [effect_entry(e) for e in troubled_effects(store, incident.incident_id)]
+def get_incident(
+    store: IncidentStore, settings: Settings, incident_id: object, *, start: object = None
+) -> dict[str, Any]:
+    """One incident with `MAX_TIMELINE` of its timeline entries from `start` (signals and failed
+    effects, in time order); `timeline_next` is the `start` of the next part, or None. 404: NotFoundError.
+    """
+    return incident_view(store, settings, incident_id, start=start).to_json()
+
+
+def incident_view(
+    store: IncidentStore, settings: Settings, incident_id: object, *, start: object = None
+) -> IncidentView:
+    """The presentation view of one incident: every timeline entry (signals and failed effects, in
+    time order) for its phases and HA states, `MAX_TIMELINE` of them shown from `start`."""
+    first = valid_start(start)
+    incident = with_steps(store.side_rows(), _incident(store, valid_incident_id(incident_id)))
+    entries = store.timeline(incident)
+    entries += [effect_entry(e) for e in store.troubled_effects(incident.incident_id)]
     entries.sort(key=lambda e: e.at)
-    return {**incident.to_public(), "timeline": [e.to_public() for e in entries]}
+    return IncidentView.of(incident, entries, part=TimelinePart(first, MAX_TIMELINE))
 
 
-def get_server(store: TableStore, server: object) -> dict[str, Any]:
+def get_server(store: IncidentStore, server: object) -> dict[str, Any]:
     """The server's `state` row: last known topology, versions, incidents, probe bookkeeping."""
     name = valid_server(server)
     state, _ = store.read_state(name)
     if state is None:
         raise NotFoundError(f"no server {name} is known")
-    return server_json(state)
+    return {**server_json(state), "upcoming_maintenance": upcoming_maintenance(store, name)}
+
+
+def upcoming_maintenance(store: IncidentStore, server: str) -> list[dict[str, Any]]:
+    """The maintenance Azure announced for a server (`maintenanceEvents`, kept by the probe)."""
+    from failover.probe_notices import upcoming_from_row
+
+    row = next((r for r in store.probe_health() if r.get("server") == server), None)
+    return upcoming_from_row(row) if row is not None else []
 
 
 # --- server listing: one partition ---------------------------------------------------------------
 
 
 def _server_page(
-    store: TableStore, query: IncidentQuery, cursor: dict[str, Any] | None
+    store: IncidentStore, query: IncidentQuery, cursor: dict[str, Any] | None
 ) -> tuple[list[Incident], dict[str, Any] | None]:
     assert query.server is not None
     after = None
@@ -273,7 +328,7 @@ def _server_page(
             raise BadLookupError("continuation: not a token issued for this query")
     page = store.incidents_of_server(
         query.server,
-        since=_ceil_second(query.since) if query.since else None,
+        since=query.since,
         until=query.until,
         status=query.status,
         limit=query.limit,
@@ -299,10 +354,7 @@ class _Window:
 
 def _window(query: IncidentQuery, cursor: dict[str, Any] | None, now: datetime) -> _Window:
     if cursor is not None:  # a later page keeps the window of the first one, whatever `now` is
-        try:
-            return _Window(parse_iso(cursor.get("since")), parse_iso(cursor.get("until")))
-        except ValueError as exc:
-            raise BadLookupError("continuation: not a token issued for this query") from exc
+        return _token_window(query, cursor)
     until = query.until or now
     since = query.since or until - DEFAULT_WINDOW
     if since > until:
@@ -312,19 +364,36 @@ def _window(query: IncidentQuery, cursor: dict[str, Any] | None, now: datetime) 
     return _Window(since, until)
 
 
+def _token_window(query: IncidentQuery, cursor: dict[str, Any]) -> _Window:
+    """The window a token carries, checked again: a signature proves who made it, not that it is sane."""
+    refused = BadLookupError("continuation: not a token issued for this query")
+    try:
+        window = _Window(parse_iso(cursor.get("since")), parse_iso(cursor.get("until")))
+    except (TypeError, ValueError) as exc:
+        raise refused from exc
+    if not _EARLIEST <= window.since <= window.until < _LATEST or window.until - window.since > MAX_WINDOW:
+        raise refused
+    if (query.since and window.since != query.since) or (query.until and window.until != query.until):
+        raise refused
+    return window
+
+
 def _day_page(
-    store: TableStore, query: IncidentQuery, cursor: dict[str, Any] | None, now: datetime
+    store: IncidentStore, query: IncidentQuery, cursor: dict[str, Any] | None, now: datetime
 ) -> tuple[list[Incident], dict[str, Any] | None]:
     window = _window(query, cursor, now)
-    low = codec.inverted_at(window.until)
-    high = f"{codec.inverted_at(_ceil_second(window.since))}~~"
     start, after = _resume_point(window, cursor)
     found: list[Incident] = []
-    for day in window.days(start):
-        partition = f"{codec.DAY_PREFIX}{day.isoformat()}"
-        day_low = max(low, after + " ") if after and day == start else low  # " " sorts below key chars
+    for queried, day in enumerate(window.days(start)):
+        if queried == MAX_DAY_QUERIES:  # the budget is spent: the caller resumes at this day
+            return found, {"m": _DAY_MODE, "day": day.isoformat(), **_window_json(window)}
         rows = store.incidents_of_day(
-            partition, low=day_low, high=high, status=query.status, limit=query.limit - len(found)
+            day,
+            since=window.since,
+            until=window.until,
+            after=after if day == start else None,
+            status=query.status,
+            limit=query.limit - len(found),
         )
         found.extend(incident for _, incident in rows)
         if len(found) == query.limit:
@@ -336,8 +405,10 @@ def _resume_point(window: _Window, cursor: dict[str, Any] | None) -> tuple[date,
     if cursor is None:
         return window.until.date(), None
     refused = BadLookupError("continuation: not a token issued for this query")
-    after, day_text = cursor.get("rk"), cursor.get("day")
-    if cursor.get("m") != _DAY_MODE or not isinstance(after, str) or not _DAY_ROW.fullmatch(after):
+    after, day_text = cursor.get("rk"), cursor.get("day")  # no "rk": resume at the top of that day
+    if cursor.get("m") != _DAY_MODE or not (
+        after is None or (isinstance(after, str) and _DAY_ROW.fullmatch(after))
+    ):
         raise refused
     try:
         day = date.fromisoformat(str(day_text))
@@ -352,57 +423,28 @@ def _window_json(window: _Window) -> dict[str, str | None]:
     return {"since": iso(window.since), "until": iso(window.until)}
 
 
-def _ceil_second(value: datetime) -> datetime:
-    """Opening times are kept to the second: `since` 07:16:02.5 starts at 07:16:03."""
-    if not value.microsecond:
-        return value
-    return value.replace(microsecond=0) + timedelta(seconds=1)
-
-
 # --- one incident --------------------------------------------------------------------------------
 
 
-def _incident(store: TableStore, incident_id: str) -> Incident:
+def _incident(store: IncidentStore, incident_id: str) -> Incident:
     incident = store.get_incident(incident_id)
     if incident is None:
         raise NotFoundError(f"no incident {incident_id}")
     return incident
 
 
-def troubled_effects(store: TableStore, incident_id: str) -> list[Effect]:
-    """Effects a person must see: dead, suppressed, or failing and waiting for a retry.
-
-    Like `TableStore.effects_of`, but the status filter runs in the service, so only the rows shown
-    are read (a healthy incident reads none).
-    """
-    server, _ = codec.split_incident_id(incident_id)
-    prefix = codec.effect_prefix(incident_id)
-    rows = store._query(
-        "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high and"
-        " ( status eq @dead or status eq @suppressed or ( status eq @pending and last_error ne @empty ) )",
-        {
-            "pk": server,
-            "low": prefix,
-            "high": prefix + "~",
-            "dead": EffectStatus.DEAD.value,
-            "suppressed": EffectStatus.SUPPRESSED.value,
-            "pending": EffectStatus.PENDING.value,
-            "empty": "",
-        },
-    )
-    return [codec.effect_from_entity(r) for r in rows]
-
-
 _EFFECT_TITLES = {
     "redis_topology": "Redis topology refresh",
     "teams_card": "Teams card",
+    "notify_teams": "Teams card",
     "day_index": "Day index",
 }
 
 
 def effect_entry(effect: Effect) -> TimelineEntry:
     """A failed or held-back effect as a timeline entry from the responder itself."""
-    title = f"{_EFFECT_TITLES.get(effect.name.value, effect.name.value)} ({effect.transition.value})"
+    default = f"{effect.name.channel} notification" if effect.name.channel else effect.name.value
+    title = f"{_EFFECT_TITLES.get(effect.name.value, default)} ({effect.transition.value})"
     error = effect.last_error or "no error recorded"
     if effect.status is EffectStatus.SUPPRESSED:
         kind, summary = "card_suppressed", f"{title} suppressed: {error}"
@@ -426,7 +468,7 @@ def effect_entry(effect: Effect) -> TimelineEntry:
 
 def server_json(state: ServerState) -> dict[str, Any]:
     topology = state.topology
-    open_incident = state.open_incident()
+    open_incident = state.open_record()
     return {
         "server": state.server,
         "resource_id": state.resource_id or (topology.resource_id if topology else ""),
@@ -434,7 +476,7 @@ def server_json(state: ServerState) -> dict[str, Any]:
         "epoch": state.epoch,
         "topology_version": state.topology_version,
         "open_incident_id": open_incident.incident_id if open_incident else None,
-        "recent_incident_ids": [i.incident_id for i in reversed(state.incidents)],
+        "recent_incident_ids": [r.incident_id for r in reversed(state.records)],
         "db_probe": {
             "failing_since": iso(state.db.failing_since),
             "last_ok_write_at": iso(state.db.last_ok_write_at),

@@ -3,13 +3,17 @@
 Layer: pure core. This module holds plain values only; it must not import Azure SDKs, Redis,
 HTTP or PostgreSQL clients, and must not read the clock (callers pass times in).
 Every persisted enum is a lower-snake string and every datetime is aware UTC.
+
+Size: over 400 lines because every public value and closed enum lives here, with its JSON form
+(the contract of design section 5 in one file).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -35,6 +39,7 @@ class Cause(_StrEnum):
     FORCED = "forced"
     UNPLANNED = "unplanned"
     MAINTENANCE = "maintenance"
+    SCALING = "scaling"  # a compute change done by failing over (HA state ComputeUpdatingByFailover)
     UNKNOWN = "unknown"
 
 
@@ -51,6 +56,7 @@ class SignalKind(_StrEnum):
     DB_UP = "db_up"
     WRITE_UNAVAILABLE = "write_unavailable"
     WRITE_RESTORED = "write_restored"
+    WRITE_BLIP = "write_blip"  # writes failed for less than the outage bound: a note, never a failover
     POSTMASTER_RESTARTED = "postmaster_restarted"
     HA_STATE_CHANGED = "ha_state_changed"
     HA_CONFIG_CHANGED = "ha_config_changed"
@@ -73,18 +79,59 @@ class Role(_StrEnum):
 class IncidentStatus(_StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
+    STALE = "stale"  # closed without recovery evidence after INCIDENT_STALE_SECONDS
+
+    @property
+    def final(self) -> bool:
+        return self is not IncidentStatus.OPEN
 
 
 class Transition(_StrEnum):
     OPENED = "opened"
     PRIMARY_RESTORED = "primary_restored"
     RESOLVED = "resolved"
+    STALE = "stale"
+
+
+_NOTIFY_PREFIX = "notify_"
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
 
 
 class EffectName(_StrEnum):
+    """What an effect does. One `notify_{channel}` value per registered channel (`failover.notify`).
+
+    Channel effect names are open: `EffectName("notify_pagerduty")` is a member made on first use,
+    so a new channel needs no edit here. `teams_card` is how Teams effects were stored before
+    channels: such rows are still read, and run as the Teams channel.
+    """
+
     REDIS_TOPOLOGY = "redis_topology"
-    TEAMS_CARD = "teams_card"
     DAY_INDEX = "day_index"
+    NOTIFY_TEAMS = "notify_teams"
+    TEAMS_CARD = "teams_card"  # stored before channels; read only
+
+    @classmethod
+    def _missing_(cls, value: object) -> EffectName | None:
+        if not isinstance(value, str) or not value.startswith(_NOTIFY_PREFIX):
+            return None
+        if not _CHANNEL_NAME.match(value[len(_NOTIFY_PREFIX) :]):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value.upper()
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
+
+    @classmethod
+    def notify(cls, channel: str) -> EffectName:
+        """The effect that notifies `channel` (a registered channel name such as `teams`)."""
+        return cls(f"{_NOTIFY_PREFIX}{channel}")
+
+    @property
+    def channel(self) -> str | None:
+        """The channel this effect notifies, or None for an effect that is not a notification."""
+        if self is EffectName.TEAMS_CARD:
+            return "teams"
+        return self.value[len(_NOTIFY_PREFIX) :] if self.value.startswith(_NOTIFY_PREFIX) else None
 
 
 class EffectStatus(_StrEnum):
@@ -98,9 +145,10 @@ class EffectStatus(_StrEnum):
 
 # HA states as the management API spells them (case-sensitive in the SDK).
 HA_FAILING_OVER = "FailingOver"
+HA_SCALING_BY_FAILOVER = "ComputeUpdatingByFailover"  # API 2026-10-01: near-zero-downtime scaling
 HA_HEALTHY = "Healthy"
 HA_RECOVERY_STATES = frozenset({HA_HEALTHY})
-HA_PROBLEM_STATES = frozenset({HA_FAILING_OVER})
+HA_PROBLEM_STATES = frozenset({HA_FAILING_OVER, HA_SCALING_BY_FAILOVER})
 
 _PROBLEM_KINDS = frozenset(
     {
@@ -205,17 +253,24 @@ class Notification:
     transition: Transition
     status: EffectStatus
     at: datetime
+    channel: str = "teams"
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"transition": self.transition.value, "status": self.status.value, "at": iso(self.at)}
+        return {
+            "channel": self.channel,
+            "transition": self.transition.value,
+            "status": self.status.value,
+            "at": iso(self.at),
+        }
 
 
 @dataclass(frozen=True)
 class Incident:
-    """One failover of one server: the aggregate kept by correlation.
+    """One failover of one server, as derived from its evidence (`failover.incidents`).
 
-    Every field is a commutative fold over the incident's signals (min, max, count, strongest
-    cause), so the same signals in any order give the same incident (invariant 4).
+    Every field is a function of the set of signals attributed to the incident (min, max, count,
+    strongest cause) and of the clock for its status, so the same signals in any order give the
+    same incident (invariant 12). `docs/incident-lifecycle.md` draws the lifecycle.
     """
 
     incident_id: str
@@ -226,44 +281,30 @@ class Incident:
     cause_confidence: int
     opened_at: datetime
     last_signal_at: datetime
-    last_problem_at: datetime | None = None
-    last_recovery_at: datetime | None = None
     primary_restored_at: datetime | None = None
+    recovered_at: datetime | None = None  # every watching source said the server is whole again
     resolved_at: datetime | None = None
+    stale_at: datetime | None = None
     primary_zone_before: str | None = None
     primary_zone_after: str | None = None
     standby_zone_after: str | None = None
     ha_state: str | None = None
-    topology_at: datetime | None = None  # observed_at of the signal the zones and HA state came from
-    covers_until: datetime | None = None  # the next incident's opening: ranges never overlap
     write_downtime_seconds: float | None = None
     signal_count: int = 0
+    detected_at: datetime | None = None  # the app's first evidence (receipt of the first failover signal)
+    azure_alert_at: datetime | None = None  # receipt of Azure's first alert or event, if any came
     transitions: tuple[Transition, ...] = ()
     notifications: tuple[Notification, ...] = ()
+    # Post-failover verification steps ({check, status, at, detail}); kept beside the incident
+    # (`failover.verifying`) and filled by lookups, never stored on the incident row.
+    verification: tuple[dict[str, Any], ...] = ()
 
     @property
-    def recovered(self) -> bool:
-        """Recovery evidence newer than every problem signal has been seen."""
-        if self.last_recovery_at is None:
-            return False
-        return self.last_problem_at is None or self.last_recovery_at >= self.last_problem_at
-
-    def covers(self, when: datetime, quiet: timedelta) -> bool:
-        """Whether a signal observed at `when` belongs to this incident's time range.
-
-        The range starts at the opening and ends at the next incident's opening, or `quiet` after
-        the resolution, whichever comes first: ranges of one server never overlap.
-        """
-        if when < self.opened_at:
-            return False
-        if self.covers_until is not None and when >= self.covers_until:
-            return False
-        return self.resolved_at is None or when <= self.resolved_at + quiet
-
-    def range_end(self, quiet: timedelta) -> datetime | None:
-        """The last instant this incident covers (None: still open to later signals)."""
-        ends = [t for t in (self.covers_until, self.resolved_at + quiet if self.resolved_at else None) if t]
-        return min(ends) if ends else None
+    def detection_lead_seconds(self) -> float | None:
+        """How long before Azure's first alert the app knew (negative: Azure was first)."""
+        if self.detected_at is None or self.azure_alert_at is None:
+            return None
+        return round((self.azure_alert_at - self.detected_at).total_seconds(), 3)
 
     def to_public(self) -> dict[str, Any]:
         """The public incident JSON (field names are a contract: design section 5)."""
@@ -276,13 +317,18 @@ class Incident:
             "opened_at": iso(self.opened_at),
             "primary_restored_at": iso(self.primary_restored_at),
             "resolved_at": iso(self.resolved_at),
+            "stale_at": iso(self.stale_at),
             "primary_zone_before": self.primary_zone_before,
             "primary_zone_after": self.primary_zone_after,
             "standby_zone_after": self.standby_zone_after,
             "ha_state": self.ha_state,
             "write_downtime_seconds": self.write_downtime_seconds,
             "signal_count": self.signal_count,
+            "detected_at": iso(self.detected_at),
+            "azure_alert_at": iso(self.azure_alert_at),
+            "detection_lead_seconds": self.detection_lead_seconds,
             "notifications": [n.to_dict() for n in self.notifications],
+            "verification": [dict(step) for step in self.verification],
         }
 
 
@@ -340,6 +386,45 @@ class Topology:
     incident_id: str | None
     version: int
     updated_at: datetime
+    # One dict per read replica: name, host, zone, replicationState, lagSeconds (None when unknown).
+    replicas: tuple[dict[str, Any], ...] = ()
+    # Virtual endpoints when the server has them: {"writer": host, "reader": host}.
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+
+def topology_payload(topology: Topology, epoch: int) -> dict[str, Any]:
+    """The JSON form of a topology and its epoch (an effect's payload, the reconciliation index)."""
+    return {
+        "server": topology.server,
+        "primary_zone": topology.primary_zone,
+        "standby_zone": topology.standby_zone,
+        "ha_state": topology.ha_state,
+        "fqdn": topology.fqdn,
+        "read_replicas": list(topology.read_replicas),
+        "replicas": [dict(r) for r in topology.replicas],
+        "endpoints": dict(topology.endpoints),
+        "incident_id": topology.incident_id,
+        "version": topology.version,
+        "epoch": epoch,
+        "updated_at": iso(topology.updated_at),
+    }
+
+
+def topology_from_payload(payload: dict[str, Any]) -> tuple[Topology, int]:
+    topology = Topology(
+        server=str(payload["server"]),
+        primary_zone=payload.get("primary_zone"),
+        standby_zone=payload.get("standby_zone"),
+        ha_state=payload.get("ha_state"),
+        fqdn=payload.get("fqdn"),
+        read_replicas=tuple(payload.get("read_replicas") or ()),
+        incident_id=payload.get("incident_id"),
+        version=int(payload["version"]),
+        updated_at=parse_iso(payload["updated_at"]),
+        replicas=tuple(dict(r) for r in payload.get("replicas") or ()),
+        endpoints=dict(payload.get("endpoints") or {}),
+    )
+    return topology, int(payload.get("epoch") or 0)
 
 
 UTC = timezone.utc

@@ -1,16 +1,17 @@
-"""Notification policy: which Teams webhook a server's cards go to, and maintenance windows.
+"""Notification policy: where a server's messages go on each channel, and maintenance windows.
 
-Layer: pure core. Parses two settings and answers questions about them; it must not read the
-environment, the clock or the network. Webhook URLs are secrets (they carry a `sig=` SAS):
+Layer: pure core. Parses the per-channel routes settings and the windows setting with one entry
+parser and answers questions about them; it must not read the environment, the clock or the
+network. Targets are secrets (a webhook URL carries a `sig=` SAS, a routing key is a credential):
 no error message, repr or str produced here ever contains one, or any part of one.
 
-Routes setting (default name `TEAMS_ROUTES`), entries separated by `;` or new lines::
+Routes settings (`TEAMS_ROUTES`, `PAGERDUTY_ROUTES`, ...), entries separated by `;` or new lines::
 
     pg-prod-*=https://prod-01.westeurope.logic.azure.com/workflows/...&sig=...;pg-dev-*=off
 
-`pattern=url`: the first entry whose `fnmatch` glob matches the (lower-case) server name wins;
-`off` (or `none`) instead of a URL sends no card for those servers. A server that matches no entry
-uses the default webhook (`TEAMS_WEBHOOK_URL`), given separately.
+`pattern=target`: the first entry whose `fnmatch` glob matches the (lower-case) server name wins;
+`off` (or `none`) instead of a target sends nothing for those servers. A server that matches no
+entry uses the channel's default target (`TEAMS_WEBHOOK_URL`, `PAGERDUTY_ROUTING_KEY`).
 
 Maintenance windows setting (default name `MAINTENANCE_WINDOWS`), entries separated by `;`::
 
@@ -24,16 +25,17 @@ A window's start is inclusive and its end exclusive.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from urllib.parse import urlsplit
+from typing import TypeVar
 
 from failover.errors import ConfigError
 from failover.timeutil import ensure_utc, parse_iso
+from failover.urls import https_or_loopback
 
-ROUTES_SETTING = "TEAMS_ROUTES"
+T = TypeVar("T")
 WINDOWS_SETTING = "MAINTENANCE_WINDOWS"
 
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -48,39 +50,22 @@ _PATTERN = re.compile(r"^[A-Za-z0-9*?\[\]!._-]{1,80}$")
 _WEEKLY = re.compile(
     r"^(?P<day>[a-z]{3,9}|\*)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})$", re.IGNORECASE
 )
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _WEEK = timedelta(days=7)
 _DAY = timedelta(days=1)
 
 
-def mask_url(url: str | None) -> str:
-    """A webhook URL as it may be shown: scheme and host with its first label hidden, nothing else."""
-    if not url:
-        return "<none>"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return "<invalid url>"
-    labels = host.split(".")
-    if len(labels) > 2 and not host.replace(".", "").isdigit():
-        host = "*." + ".".join(labels[1:])
-    return f"{parts.scheme}://{host}/***" if host else "<invalid url>"
-
-
 @dataclass(frozen=True)
 class Route:
-    """One `pattern=url` entry. `url` None means: send no card for matching servers."""
+    """One `pattern=target` entry. `target` None means: send nothing for matching servers."""
 
     pattern: str
-    url: str | None = field(repr=False)
+    target: str | None = field(repr=False)
 
     def matches(self, server: str) -> bool:
         return fnmatchcase(server.lower(), self.pattern)
 
     def __repr__(self) -> str:
-        target = "off" if self.url is None else mask_url(self.url)
-        return f"Route(pattern={self.pattern!r}, url={target!r})"
+        return f"Route(pattern={self.pattern!r}, target={'off' if self.target is None else '***'!r})"
 
     __str__ = __repr__
 
@@ -160,57 +145,64 @@ def _bad_pattern_reason(raw: str) -> str:
     return "the pattern may only hold letters, digits, '-', '.', '_' and the glob characters * ? [ ] !"
 
 
-def _valid_webhook(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    if not host or any(ch.isspace() for ch in url):
-        return False
-    return parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK)
-
-
-def parse_routes(text: str | None, *, setting: str = ROUTES_SETTING) -> tuple[Route, ...]:
-    """Parse `pattern=url;pattern=url`; invalid entries raise ConfigError (never quoting a URL)."""
-    routes: list[Route] = []
+def _parse_entries(
+    text: str | None, setting: str, shape: str, parse: Callable[[int, str, str], T | str]
+) -> tuple[T, ...]:
+    """Every entry of `shape` (`pattern=url`, `pattern@window`) parsed by `parse(index, pattern,
+    value)`, which returns a value or the reason it is invalid; problems raise one ConfigError."""
+    separator = "=" if "=" in shape else "@"
+    parsed: list[T] = []
     problems: list[str] = []
     for index, entry in enumerate(_entries(text), start=1):
-        raw_pattern, sep, raw_url = entry.partition("=")
-        if not sep:
-            problems.append(f"entry {index} has no '=' (expected pattern=url)")
-            continue
+        raw_pattern, sep, value = entry.partition(separator)
         pattern = _safe_pattern(raw_pattern)
-        if pattern is None:
+        if not sep:
+            problems.append(f"entry {index} has no '{separator}' (expected {shape})")
+        elif pattern is None:
             problems.append(f"entry {index}: {_bad_pattern_reason(raw_pattern)}")
-            continue
-        url = raw_url.strip()
-        if url.lower() in _OFF:
-            routes.append(Route(pattern, None))
-        elif not url:
-            problems.append(f"entry {index} ({pattern!r}) has no URL (use 'off' to send no card)")
-        elif not _valid_webhook(url):
-            problems.append(
-                f"entry {index} ({pattern!r}): the URL is not a valid https URL "
-                "(value not shown: it is a secret)"
-            )
         else:
-            routes.append(Route(pattern, url))
+            result = parse(index, pattern, value.strip())
+            if isinstance(result, str):
+                problems.append(result)
+            else:
+                parsed.append(result)
     if problems:
         raise ConfigError(f"{setting}: " + "; ".join(problems))
-    return tuple(routes)
+    return tuple(parsed)
 
 
-def route_for(server: str, routes: Iterable[Route], default_url: str | None) -> str | None:
-    """The webhook for `server`: the first matching route's URL, else `default_url`.
+def parse_routes(
+    text: str | None,
+    *,
+    setting: str = "TEAMS_ROUTES",
+    valid: Callable[[str], bool] = https_or_loopback,
+    noun: str = "URL",
+    what: str = "https URL",
+) -> tuple[Route, ...]:
+    """Parse `pattern=target;...`; invalid entries raise ConfigError (never quoting a target)."""
 
-    None means no card is sent (no default configured, or the matching route is `off`).
+    def route(index: int, pattern: str, target: str) -> Route | str:
+        if target.lower() in _OFF:
+            return Route(pattern, None)
+        if not target:
+            return f"entry {index} ({pattern!r}) has no {noun} (use 'off' to send nothing)"
+        if not valid(target):
+            shown = f"the {noun} is not a valid {what} (value not shown: it is a secret)"
+            return f"entry {index} ({pattern!r}): {shown}"
+        return Route(pattern, target)
+
+    return _parse_entries(text, setting, f"pattern={noun.lower()}", route)
+
+
+def route_for(server: str, routes: Iterable[Route], default: str | None) -> str | None:
+    """The target for `server`: the first matching route's, else `default`.
+
+    None means nothing is sent (no default configured, or the matching route is `off`).
     """
     for route in routes:
         if route.matches(server):
-            return route.url
-    return default_url or None
+            return route.target
+    return default or None
 
 
 def _minutes(text: str, *, end: bool) -> int | None:
@@ -258,28 +250,17 @@ def _parse_window(pattern: str, spec: str) -> MaintenanceWindow | str:
 
 def parse_windows(text: str | None, *, setting: str = WINDOWS_SETTING) -> tuple[MaintenanceWindow, ...]:
     """Parse `pattern@window;...` (see the module docstring); invalid text raises ConfigError."""
-    windows: list[MaintenanceWindow] = []
-    problems: list[str] = []
-    for index, entry in enumerate(_entries(text), start=1):
-        raw_pattern, sep, spec = entry.partition("@")
-        if not sep:
-            problems.append(f"entry {index} has no '@' (expected pattern@window)")
-            continue
-        pattern = _safe_pattern(raw_pattern)
-        if pattern is None:
-            problems.append(f"entry {index}: {_bad_pattern_reason(raw_pattern)}")
-            continue
+
+    def window(index: int, pattern: str, spec: str) -> MaintenanceWindow | str:
         parsed = _parse_window(pattern, " ".join(spec.split()))
-        if isinstance(parsed, str):
-            shown = spec.strip()[:60]
-            if "://" in shown or "sig=" in shown.lower():  # a webhook URL pasted into the wrong setting
-                shown = "<value not shown>"
-            problems.append(f"entry {index} ({pattern}@{shown}): {parsed}")
-        else:
-            windows.append(parsed)
-    if problems:
-        raise ConfigError(f"{setting}: " + "; ".join(problems))
-    return tuple(windows)
+        if not isinstance(parsed, str):
+            return parsed
+        shown = spec[:60]
+        if "://" in shown or "sig=" in shown.lower():  # a webhook URL pasted into the wrong setting
+            shown = "<value not shown>"
+        return f"entry {index} ({pattern}@{shown}): {parsed}"
+
+    return _parse_entries(text, setting, "pattern@window", window)
 
 
 def window_at(server: str, when: datetime, windows: Iterable[MaintenanceWindow]) -> MaintenanceWindow | None:

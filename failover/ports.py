@@ -6,12 +6,23 @@ them against real services, tests implement them with fakes. Nothing here does I
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
-from failover.model import Topology
+from failover.incidents import ServerState
+from failover.model import (
+    Effect,
+    EffectName,
+    EffectStatus,
+    Incident,
+    IncidentStatus,
+    Signal,
+    TimelineEntry,
+    Topology,
+    Transition,
+)
 
 Clock = Callable[[], datetime]
 
@@ -22,7 +33,20 @@ class ReplicaView:
     resource_id: str
     fqdn: str | None
     location: str | None
-    replication_state: str | None
+    replication_state: str | None  # Active, Catchup, Broken, Provisioning, Reconfiguring, Updating
+    zone: str | None = None  # the replica's availability zone, when the management API gives one
+    role: str | None = None  # AsyncReplica, GeoAsyncReplica, Primary (after a promotion), ...
+
+    def as_topology(self, lag_seconds: float | None = None) -> dict[str, Any]:
+        """The entry applications route by (the `replicas` JSON in Redis); lag is not in ARM."""
+        return {
+            "name": self.name,
+            "host": self.fqdn,
+            "zone": self.zone,
+            "replicationState": self.replication_state,
+            "role": self.role,
+            "lagSeconds": lag_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,38 @@ class ServerView:
     fqdn: str | None
     replication_role: str | None
     replicas: tuple[ReplicaView, ...] = ()
+    # Virtual endpoints ({"writer": host, "reader": host}); empty when the server has none.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MaintenanceEvent:
+    """One planned maintenance of a server (``maintenanceEvents``, API 2026-10-01).
+
+    ``status`` and ``maintenance_type`` are open strings as Azure sent them (Planned, InProgress,
+    Complete, Rescheduled, Canceled; PlannedMaintenance): an unknown value is kept, never an error.
+    Times are aware UTC, None when Azure sent none or an unreadable one.
+    """
+
+    event_id: str
+    server: str  # lower-case name
+    status: str | None
+    maintenance_type: str | None
+    start_at: datetime | None
+    end_at: datetime | None
+    description: str | None = None
+    estimated_downtime: str | None = None  # ISO 8601 duration as sent, e.g. PT60S
+    estimated_downtime_seconds: float | None = None
+    deferrable: bool | None = None
+    original_start_at: datetime | None = None
+    last_updated_at: datetime | None = None
+
+    def covers(self, when: datetime) -> bool:
+        """Whether this event is in progress and its window contains ``when`` (the exact source
+        for "this failover was Azure's planned maintenance")."""
+        if (self.status or "").lower() != "inprogress" or self.start_at is None:
+            return False
+        return self.start_at <= when and (self.end_at is None or when <= self.end_at)
 
 
 class ServerInspector(Protocol):
@@ -53,6 +109,10 @@ class ServerInspector(Protocol):
 
     def discover(self, scopes: tuple[str, ...]) -> tuple[str, ...]: ...
 
+    def maintenance_events(self, resource_id: str, upcoming: bool = True) -> tuple[MaintenanceEvent, ...]:
+        """Upcoming (Planned, InProgress) or past maintenance events of one server."""
+        ...
+
 
 @dataclass(frozen=True)
 class DbCheck:
@@ -65,7 +125,10 @@ class DbCheck:
     writable: bool
     in_recovery: bool | None = None
     postmaster_started_at: datetime | None = None
-    error: str | None = None  # redacted; never holds a password or token
+    error: str | None = None  # a classified reason (fixed vocabulary), never driver text
+    # Why the check failed: a ``failover.sources.db_faults.DbFault`` value (None when ok). Only
+    # the ``outage`` group is failover evidence; ``probe`` faults are probe health.
+    fault: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,12 +144,24 @@ class PublishResult:
     written: bool  # False when the compare-and-set refused an older or equal version
     epoch: int | None
     invalidated: int = 0
+    invalidation_complete: bool = True  # False: the per-run budget ran out before every node was scanned
+
+
+@dataclass(frozen=True)
+class InvalidationResult:
+    unlinked: int
+    complete: bool  # False when the time or key budget ran out before every primary node was scanned
 
 
 class TopologyCache(Protocol):
     def publish(self, topology: Topology, *, epoch: int, patterns: tuple[str, ...] = ()) -> PublishResult: ...
 
     def read(self, server: str) -> Mapping[str, str]: ...
+
+    def missing_or_older(self, versions: Mapping[str, int]) -> frozenset[str]:
+        """The servers (of `versions`: server -> version the app knows) whose topology or epoch the
+        cache lost, or whose stored version is older. Raises CacheUnavailableError when down."""
+        ...
 
     def ping(self) -> None: ...
 
@@ -101,3 +176,202 @@ class Health:
     status: str  # ok / degraded / down / not_configured
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignalSnapshot:
+    """What one read returns before recording a signal: the server's state and the dedupe marker."""
+
+    state: ServerState | None
+    etag: str | None
+    seen: bool
+    seen_incident_id: str | None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """Owed work found in the outbox: an effect to run, a server to settle, an incident to verify.
+
+    `pointer` is the store's own handle for the outbox entry; use cases pass it back, never parse it.
+    """
+
+    pointer: str
+    server: str
+    kind: str  # effect | settle | verify
+    incident_id: str = ""
+    transition: Transition | None = None
+    name: EffectName | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IncidentPage:
+    incidents: tuple[Incident, ...]
+    next_key: tuple[str, str] | None  # where to resume (opaque to callers but signed in tokens)
+
+
+class IncidentStore(Protocol):
+    """What the use cases need of storage. Layout (row keys, filters, batches) is the adapter's.
+
+    Two implementations pass one contract suite (tests/contract): `adapters.table_store.TableStore`
+    on Azure Table storage (Azurite locally) and `adapters.memory_store.MemoryStore`.
+    """
+
+    round_trips: int
+
+    def ensure_table(self) -> None: ...
+
+    def ping(self) -> None: ...
+
+    def read_for_signal(self, server: str, signal_hash: str) -> SignalSnapshot: ...
+
+    def read_state(self, server: str) -> tuple[ServerState | None, str | None]: ...
+
+    def commit(
+        self,
+        state: ServerState,
+        etag: str | None,
+        *,
+        signal: Signal | None = None,
+        incident_id: str | None = None,
+        incidents: Iterable[Incident] = (),
+        effects: Iterable[Effect] = (),
+    ) -> None: ...
+
+    def schedule_effects(self, effects: Iterable[Effect], *, now: datetime) -> list[WorkItem]: ...
+
+    def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None: ...
+
+    def schedule_verify(self, server: str, incident_id: str, due: datetime, *, now: datetime) -> None:
+        """A `verify` work item for the incident at `due` (post-failover verification)."""
+        ...
+
+    def side_rows(self) -> SideRows:
+        """The rows beside the incidents in the same storage (verification steps, digests)."""
+        ...
+
+    def due_work(self, now: datetime, limit: int) -> list[WorkItem]: ...
+
+    def finish_work(self, items: Iterable[WorkItem]) -> None: ...
+
+    def move_work(self, item: WorkItem, due: datetime, *, now: datetime) -> WorkItem: ...
+
+    def pending_work_count(self) -> int: ...
+
+    def get_effect(
+        self, server: str, incident_id: str, transition: Transition, name: EffectName
+    ) -> tuple[Effect, str] | None: ...
+
+    def replace_effect(self, effect: Effect, etag: str) -> str: ...
+
+    def effects_of(self, incident_id: str) -> list[Effect]: ...
+
+    def record_notification(
+        self,
+        incident_id: str,
+        transition: Transition,
+        status: EffectStatus,
+        at: datetime,
+        *,
+        channel: str = "teams",
+    ) -> None: ...
+
+    def upsert_day(self, incident: Incident) -> None: ...
+
+    def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    def timeline(self, incident: Incident) -> list[TimelineEntry]: ...
+
+    def incidents_of_server(
+        self,
+        server: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        status: IncidentStatus | None,
+        limit: int,
+        after: str | None,
+    ) -> IncidentPage: ...
+
+    def incidents_of_day(
+        self,
+        day: date,
+        *,
+        since: datetime,
+        until: datetime,
+        after: str | None,
+        status: IncidentStatus | None,
+        limit: int,
+    ) -> list[tuple[str, Incident]]: ...
+
+    def troubled_effects(self, incident_id: str) -> list[Effect]: ...
+
+    def record_dead(self, effect: Effect) -> None: ...
+
+    def dead_effects(self, limit: int) -> list[Effect]: ...
+
+    def save_publication(self, topology: Topology, epoch: int) -> None: ...
+
+    def publications(self, limit: int) -> list[tuple[Topology, int]]: ...
+
+    def save_probe_health(self, rows: Iterable[Mapping[str, Any]]) -> None: ...
+
+    def probe_health(self, limit: int = 1000) -> list[Mapping[str, Any]]: ...
+
+
+# --- post-failover verification and digests (issue 16) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """One logical replication slot on a primary (`pg_replication_slots`).
+
+    ``synced`` and ``failover`` are None where the PostgreSQL version has no such column (< 17).
+    """
+
+    name: str
+    plugin: str | None
+    active: bool
+    synced: bool | None = None
+    failover: bool | None = None
+
+
+@dataclass(frozen=True)
+class DbObservation:
+    """What the database itself says after a failover, read through the writer endpoint."""
+
+    reachable: bool
+    writable: bool = False
+    in_recovery: bool | None = None
+    slots: tuple[SlotView, ...] = ()
+    tables_without_statistics: tuple[str, ...] = ()  # up to a few names, sorted
+    tables_without_statistics_count: int = 0
+    catalog_read: bool = True  # False: the slots and statistics could not be read this time
+    error: str | None = None  # a classified reason (fixed vocabulary), never driver text
+
+
+class DatabaseVerifier(Protocol):
+    """The database checks after a failover (`failover.adapters.pg_verify`)."""
+
+    def inspect(self, server: str) -> DbObservation: ...
+
+
+class SideRows(Protocol):
+    """A few rows beside the incident store, in the same table (`IncidentStore.side_rows()`).
+
+    Entities are plain Table entities (PartitionKey, RowKey, properties). ``insert`` raises
+    `ConcurrencyConflictError` when the row exists, ``replace`` when its ETag moved on.
+    """
+
+    def get(self, partition: str, row: str) -> tuple[dict[str, Any], str] | None: ...
+
+    def insert(self, entity: Mapping[str, Any]) -> str: ...
+
+    def replace(self, entity: Mapping[str, Any], etag: str) -> str: ...
+
+    def upsert(self, entity: Mapping[str, Any]) -> None: ...
+
+    def query(self, partition: str, prefix: str, limit: int = 1000) -> list[dict[str, Any]]: ...

@@ -8,17 +8,25 @@ Why probes: an unplanned failover emits no Activity Log and no Event Grid event
 (https://learn.microsoft.com/azure/postgresql/high-availability/concepts-high-availability);
 only the server's own state shows it, and only a client can measure the downtime clients saw.
 
-Scheduling inside one invocation (a timer tick every minute, a window of ~50 s):
-- with at most `max_workers` servers, every server gets its own watcher for the whole window:
-  the management API every `arm_interval`, the database every `db_interval` (every
-  `db_fast_interval` while writes fail, so the end of an outage is caught within ~0.2 s);
-- with more, one pass checks every server (bounded pool, per-call timeouts, so one slow or
-  failing server never delays the others), then the servers that look unwell get watchers.
+Scheduling inside one invocation (a timer tick or a shard message every minute, a window of ~50 s):
+every server is watched for the whole window, the management API every `arm_interval`, the
+database every `db_interval` (every `db_fast_interval` while writes fail, so the end of an outage
+is caught within ~0.2 s). Two bounded pools do the work whatever the fleet's size, never a thread
+per server: `max_workers` threads sample databases, `record_workers` threads record what they
+handed over (in order, per server) and check the management API. A sampler never waits on
+recording. Start times are spread over the first interval so the pools see an even load. The run
+ends by the window's end plus a short recording grace; what it could not do (signals not recorded,
+servers never reached) is counted on the report and derived again by the next run.
+
+Size: over 400 lines because the probe's scheduling (pools, shards, budgets) and its ordered
+recording must be read together to see that sampling never waits on recording.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -26,11 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from failover.errors import FailoverError, InspectorError, redact
+from failover.errors import FailoverError, InspectorError
 from failover.incidents import DbProbeState
+from failover.model import HA_PROBLEM_STATES, Role, Signal
 from failover.ports import Clock, DatabaseProbe, ServerInspector, ServerView
+from failover.secrets import redact
 from failover.service import Responder
-from failover.sources.probes import DbProbeMemory, diff_check, diff_view, view_dict
+from failover.sources.db_faults import is_probe_fault
+from failover.sources.probes import DbProbeMemory, Debounce, diff_check, diff_view, view_dict
 from failover.sources.resources import flexible_server_from_resource_id
 
 log = logging.getLogger(__name__)
@@ -42,8 +53,14 @@ class ProbeSchedule:
     arm_interval: float = 5.0
     db_interval: float = 0.5
     db_fast_interval: float = 0.2
-    max_workers: int = 16
+    max_workers: int = 16  # threads sampling databases, whatever the number of servers
+    record_workers: int = 8  # threads recording signals and checking the management API
+    record_grace: float = 5.0  # how long past its window a run keeps retrying unrecorded signals
     discovery_interval: timedelta = timedelta(minutes=15)
+    debounce: Debounce = field(default_factory=Debounce)
+
+
+_RETRY_SECONDS = 0.5  # how soon a server's recorder retries after storage refused a record
 
 
 @dataclass
@@ -52,10 +69,19 @@ class ServerHealth:
     resource_id: str
     arm: str = "not_checked"  # ok / error / unavailable / not_configured
     arm_error: str | None = None
-    db: str = "not_checked"
-    db_error: str | None = None
+    db: str = "not_checked"  # ok / unavailable / probe_fault / error / not_configured
+    db_error: str | None = None  # a classified reason, never driver text
+    db_fault: str | None = None
     signals: int = 0
     checked_at: datetime | None = None
+    db_samples: int = 0
+    db_worst_gap: float = 0.0  # the longest time between two database samples in this run, seconds
+    unrecorded: int = 0  # sampled signals left unrecorded at the end: derived again by the next run
+
+    @property
+    def unchecked(self) -> bool:
+        """Neither check ran in this run (the window ran out first): left for the next run."""
+        return self.arm == "not_checked" and self.db == "not_checked"
 
 
 @dataclass
@@ -69,8 +95,17 @@ class ProbeReport:
         signals = sum(s.signals for s in values)
         return (
             f"{len(values)} servers, {signals} signals,"
-            f" management API failing for {arm_bad}, database for {db_bad}"
+            f" management API failing for {arm_bad}, database for {db_bad};"
+            f" left for the next run: {self.unchecked} servers unchecked, {self.unrecorded} signals"
         )
+
+    @property
+    def unchecked(self) -> int:
+        return sum(1 for s in self.servers.values() if s.unchecked)
+
+    @property
+    def unrecorded(self) -> int:
+        return sum(s.unrecorded for s in self.servers.values())
 
 
 @dataclass
@@ -84,6 +119,8 @@ class Prober:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     on_report: Callable[[ProbeReport], None] | None = None
+    # (resource id, server, urgent) -> running maintenance windows to record before a check's signals
+    maintenance: Callable[[str, str, bool], tuple[Signal, ...]] | None = None
     _fqdn: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,65 +128,27 @@ class Prober:
         with self._lock:
             return self._fqdn.get(server)
 
-    def run_once(self, *, window: timedelta | None = None) -> ProbeReport:
-        """One invocation: watch every target until the window ends; never raises for one server."""
+    def run_once(
+        self, *, window: timedelta | None = None, targets: tuple[str, ...] | None = None
+    ) -> ProbeReport:
+        """One invocation: watch every target until the window ends; never raises for one server.
+
+        `targets` (resource ids) replaces the configured fleet: a queue-triggered shard watches its
+        own servers. The run ends by the window's end plus a short grace for recording; what it
+        could not do is counted on the report (`ServerHealth.unrecorded`, servers left unchecked).
+        """
         report = ProbeReport()
         deadline = self.monotonic() + (window or self.schedule.window).total_seconds()
-        ids = [rid for rid in self.targets() if flexible_server_from_resource_id(rid)]
+        listed = self.targets() if targets is None else targets
+        ids = [rid for rid in dict.fromkeys(listed) if flexible_server_from_resource_id(rid)]
         for rid in ids:
             server = _server(rid)
             report.servers[server] = ServerHealth(server=server, resource_id=rid)
-        workers = max(1, min(self.schedule.max_workers, len(ids)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe") as pool:
-            if len(ids) <= self.schedule.max_workers:
-                list(pool.map(lambda rid: self._watch(rid, report, deadline), ids))
-            else:
-                list(pool.map(lambda rid: self._watch(rid, report, 0.0), ids))
-                unwell = [rid for rid in ids if _unwell(report.servers[_server(rid)])]
-                list(
-                    pool.map(
-                        lambda rid: self._watch(rid, report, deadline), unwell[: self.schedule.max_workers]
-                    )
-                )
+        if ids:
+            _Fleet(self, report, ids, deadline).run()
         if self.on_report is not None:
             self.on_report(report)
         return report
-
-    # --- one server ---------------------------------------------------------------------------
-
-    def _watch(self, resource_id: str, report: ProbeReport, deadline: float) -> None:
-        """Check one server at least once, then keep sampling until `deadline` (monotonic)."""
-        health = report.servers[_server(resource_id)]
-        memory = self._db_memory(health.server)
-        start = self.monotonic()
-        next_arm = start if self.inspector is not None else float("inf")
-        next_db = start if self.db_probe is not None else float("inf")
-        if self.inspector is None:
-            health.arm = "not_configured"
-        if self.db_probe is None:
-            health.db = "not_configured"
-        while True:
-            now = self.monotonic()
-            if now >= next_arm:
-                self._arm_check(resource_id, health)
-                next_arm = now + self.schedule.arm_interval
-            if now >= next_db:
-                memory = self._db_check(health, memory)
-                failing = (memory is not None and memory.failing) or health.db != "ok"
-                next_db = now + (self.schedule.db_fast_interval if failing else self.schedule.db_interval)
-            wake = min(next_arm, next_db)
-            if wake >= deadline or wake == float("inf"):
-                break
-            self.sleep(max(0.0, wake - self.monotonic()))
-        if memory is not None and self.db_probe is not None:
-            try:
-                self.responder.save_probe_facts(health.server, db=memory.state)
-            except FailoverError as error:
-                log.warning(
-                    "probe of server %s: could not keep the database bookkeeping: %s",
-                    health.server,
-                    redact(str(error)),
-                )
 
     def _arm_check(self, resource_id: str, health: ServerHealth) -> None:
         if self.inspector is None:
@@ -169,6 +168,14 @@ class Prober:
                 observed_at=now,
                 received_at=now,
             )
+            if self.maintenance is not None:
+                # Recorded first: a failover opening in a running maintenance is named so at once.
+                urgent = view.ha_state in HA_PROBLEM_STATES or any(
+                    s.role is not Role.CONTEXT for s in signals
+                )
+                signals = (*self.maintenance(resource_id, view.server, urgent), *signals)
+            # Each signal carries the view as far as it goes: a failure part way leaves the rest to
+            # be derived again by the next check (the known view advanced only past what was recorded).
             for outcome in self.responder.record_all(signals):
                 health.signals += outcome.status == "recorded"
             self.responder.save_probe_facts(view.server, view=view_dict(view), observed_at=now)
@@ -176,10 +183,10 @@ class Prober:
 
         self._guard(health, "arm", check)
 
-    def _db_check(self, health: ServerHealth, memory: DbProbeMemory | None) -> DbProbeMemory | None:
-        if self.db_probe is None or memory is None:
-            health.db = "not_configured"
-            return memory
+    def _db_check(
+        self, health: ServerHealth, memory: DbProbeMemory, handoff: queue.Queue[_Sampled]
+    ) -> DbProbeMemory:
+        assert self.db_probe is not None
         probe = self.db_probe
         result = memory
 
@@ -187,12 +194,15 @@ class Prober:
             nonlocal result
             outcome = probe.check(health.server)
             signals, result = diff_check(
-                memory, outcome, resource_id=health.resource_id, received_at=self.clock()
+                memory,
+                outcome,
+                resource_id=health.resource_id,
+                received_at=self.clock(),
+                debounce=self.schedule.debounce,
             )
-            for recorded in self.responder.record_all(signals):
-                health.signals += recorded.status == "recorded"
+            handoff.put(_Sampled(signals, result))
             if not outcome.ok:
-                raise _DbDown(outcome.error or ("read-only" if outcome.connected else "cannot connect"))
+                raise _DbDown(outcome.fault, outcome.error)
 
         self._guard(health, "db", check)
         return result
@@ -216,7 +226,9 @@ class Prober:
         try:
             action()
         except _DbDown as down:
-            _set(health, what, "unavailable", str(down))
+            status = "probe_fault" if is_probe_fault(down.fault) else "unavailable"
+            _set(health, what, status, str(down))
+            health.db_fault = down.fault
             return
         except InspectorError as error:
             _set(health, what, "error", redact(str(error)))
@@ -240,6 +252,253 @@ class Prober:
 class _DbDown(Exception):
     """The database answered, but not as a writable primary (or not at all)."""
 
+    def __init__(self, fault: str | None, reason: str | None) -> None:
+        super().__init__(reason or fault or "cannot write")
+        self.fault = fault
+
+
+@dataclass(frozen=True)
+class _Sampled:
+    """What one database check produced: its signals, and the sampler's memory after them."""
+
+    signals: tuple[Signal, ...]
+    memory: DbProbeMemory
+
+
+class _OrderedRecorder:
+    """Records sampled signals in order; `committed` advances only past what storage accepted."""
+
+    def __init__(self, prober: Prober, health: ServerHealth, *, committed: DbProbeMemory | None) -> None:
+        self._prober = prober
+        self._health = health
+        self._pending: list[_Sampled] = []
+        self.committed = committed
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending
+
+    @property
+    def unrecorded(self) -> int:
+        """Signals handed over and not recorded yet."""
+        return sum(len(s.signals) for s in self._pending)
+
+    def take(self, handoff: queue.Queue[_Sampled]) -> None:
+        self._pending.extend(_drain(handoff))
+
+    def flush(self) -> None:
+        while self._pending:
+            head = self._pending[0]
+            try:
+                for outcome in self._prober.responder.record_all(head.signals):
+                    self._health.signals += outcome.status == "recorded"
+            except FailoverError as error:
+                # Kept at the head: retried on the next pass, and derived again next invocation.
+                log.warning(
+                    "probe of server %s: recording failed, will retry: %s",
+                    self._health.server,
+                    redact(str(error)),
+                )
+                return
+            self._pending.pop(0)
+            if self.committed is not None:
+                self.committed = head.memory
+
+
+class _Watch:
+    """One server during a run: the sampler's memory, what it handed over, the ordered recorder."""
+
+    def __init__(self, prober: Prober, resource_id: str, health: ServerHealth, first_arm: float) -> None:
+        self.resource_id = resource_id
+        self.health = health
+        self.memory: DbProbeMemory | None = None  # read by the first sample, in the pool
+        self.handoff: queue.Queue[_Sampled] = queue.Queue()
+        self.recorder = _OrderedRecorder(prober, health, committed=None)
+        self.next_arm = first_arm if prober.inspector is not None else float("inf")
+        self.sampling = prober.db_probe is not None
+        self.last_sample: float | None = None
+        self.working = False  # its work task is running (one at a time per server)
+        self.again = False  # work arrived while it ran: it goes round once more
+        self.saved = False
+
+
+class _Fleet:
+    """One run over many servers with two bounded pools and one dispatcher (the calling thread).
+
+    The dispatcher keeps a heap of due times: a database sample goes to the sampling pool, a
+    server's work (a due management API check, recording what was handed over, a retry, keeping
+    the memory at the end) to the recording pool. A sample with nothing to record while nothing is
+    waiting advances the kept memory at once, without a task.
+    """
+
+    def __init__(self, prober: Prober, report: ProbeReport, ids: list[str], deadline: float) -> None:
+        self._prober = prober
+        self._schedule = prober.schedule
+        self._deadline = deadline
+        self._give_up = deadline + prober.schedule.record_grace
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, bool, _Watch]] = []  # (due, order, is a sample, server)
+        self._order = 0
+        self._outstanding = 0
+        now = prober.monotonic()
+        self._watches: list[_Watch] = []
+        for index, rid in enumerate(ids):
+            spread = index / len(ids)
+            health = report.servers[_server(rid)]
+            if prober.inspector is None:
+                health.arm = "not_configured"
+            if prober.db_probe is None:
+                health.db = "not_configured"
+            self._watches.append(_Watch(prober, rid, health, now + spread * self._schedule.arm_interval))
+        with self._cond:
+            for index, watch in enumerate(self._watches):
+                if watch.sampling:
+                    self._push(now + index / len(ids) * self._schedule.db_interval, True, watch)
+                if watch.next_arm < deadline:
+                    self._push(watch.next_arm, False, watch)
+
+    def run(self) -> None:
+        schedule = self._schedule
+        with (
+            ThreadPoolExecutor(max(1, schedule.max_workers), thread_name_prefix="probe-db") as samplers,
+            ThreadPoolExecutor(max(1, schedule.record_workers), thread_name_prefix="probe-rec") as workers,
+        ):
+            while (event := self._next()) is not None:
+                is_sample, watch = event
+                if is_sample:
+                    samplers.submit(self._sample, watch)
+                else:
+                    workers.submit(self._work, watch)
+            samplers.shutdown(wait=True, cancel_futures=True)
+            with self._cond:  # the budget is spent: keep what was recorded, once per server
+                last = [w for w in self._watches if not w.saved and not w.working]
+            for watch in last:
+                workers.submit(self._save, watch)
+        for watch in self._watches:
+            watch.recorder.take(watch.handoff)
+            watch.health.unrecorded = watch.recorder.unrecorded
+
+    # --- the dispatcher -----------------------------------------------------------------------
+
+    def _push(self, due: float, is_sample: bool, watch: _Watch) -> None:
+        """Add a due event; the caller holds the condition."""
+        self._order += 1
+        heapq.heappush(self._heap, (due, self._order, is_sample, watch))
+        self._cond.notify()
+
+    def _next(self) -> tuple[bool, _Watch] | None:
+        """The next due event, or None when everything is done or the budget is spent."""
+        with self._cond:
+            while True:
+                now = self._prober.monotonic()
+                if now >= self._give_up or (not self._heap and self._outstanding == 0):
+                    return None
+                if not self._heap or self._heap[0][0] > now:
+                    until = self._heap[0][0] if self._heap else self._give_up
+                    self._cond.wait(timeout=max(0.001, min(until, self._give_up) - now))
+                    continue
+                _, _, is_sample, watch = heapq.heappop(self._heap)
+                if not is_sample:
+                    if watch.working:  # the running task goes round once more instead
+                        watch.again = True
+                        continue
+                    watch.working = True
+                self._outstanding += 1
+                return is_sample, watch
+
+    def _done(self) -> None:
+        with self._cond:
+            self._outstanding -= 1
+            self._cond.notify()
+
+    # --- the pools' tasks ---------------------------------------------------------------------
+
+    def _sample(self, watch: _Watch) -> None:
+        """One database sample; never waits on recording, effects or the management API."""
+        try:
+            prober, health = self._prober, watch.health
+            started = prober.monotonic()
+            if watch.last_sample is not None:
+                health.db_worst_gap = max(health.db_worst_gap, started - watch.last_sample)
+            watch.last_sample = started
+            health.db_samples += 1
+            if watch.memory is None:
+                watch.memory = prober._db_memory(health.server)
+                assert watch.memory is not None
+                with self._cond:
+                    watch.recorder.committed = watch.memory
+            handoff: queue.Queue[_Sampled] = queue.Queue()
+            watch.memory = prober._db_check(health, watch.memory, handoff)
+            failing = watch.memory.failing
+            wake = started + (self._schedule.db_fast_interval if failing else self._schedule.db_interval)
+            with self._cond:
+                for sampled in _drain(handoff):
+                    quiet = not watch.working and watch.handoff.empty() and watch.recorder.idle
+                    if not sampled.signals and quiet:
+                        watch.recorder.committed = sampled.memory  # nothing waits before it: in order
+                    else:
+                        watch.handoff.put(sampled)
+                        self._push(started, False, watch)
+                if wake < self._deadline:
+                    self._push(wake, True, watch)
+                else:
+                    watch.sampling = False
+                    self._push(started, False, watch)  # keep the memory once everything is recorded
+        finally:
+            self._done()
+
+    def _work(self, watch: _Watch) -> None:
+        """A server's management API check and recording; one task at a time per server."""
+        try:
+            prober = self._prober
+            while True:
+                now = prober.monotonic()
+                if watch.next_arm <= now < self._deadline:
+                    prober._arm_check(watch.resource_id, watch.health)
+                    watch.next_arm = now + self._schedule.arm_interval
+                watch.recorder.take(watch.handoff)
+                watch.recorder.flush()
+                finished = not watch.sampling and watch.next_arm >= self._deadline
+                if finished and watch.recorder.idle and watch.handoff.empty() and not watch.saved:
+                    self._save(watch)
+                with self._cond:
+                    if watch.again:
+                        watch.again = False
+                        continue
+                    watch.working = False
+                    due = watch.next_arm if watch.next_arm < self._deadline else float("inf")
+                    if not watch.recorder.idle:
+                        due = min(due, prober.monotonic() + _RETRY_SECONDS)
+                    if due < self._give_up:
+                        self._push(due, False, watch)
+                    return
+        finally:
+            self._done()
+
+    def _save(self, watch: _Watch) -> None:
+        """Keep the database memory as far as it was recorded (the next run starts from it)."""
+        watch.saved = True
+        committed = watch.recorder.committed
+        if committed is None:
+            return
+        try:
+            self._prober.responder.save_probe_facts(watch.health.server, db=committed.state)
+        except FailoverError as error:
+            log.warning(
+                "probe of server %s: could not keep the database bookkeeping: %s",
+                watch.health.server,
+                redact(str(error)),
+            )
+
+
+def _drain(handoff: queue.Queue[_Sampled]) -> list[_Sampled]:
+    items = []
+    while True:
+        try:
+            items.append(handoff.get_nowait())
+        except queue.Empty:
+            return items
+
 
 def _set(health: ServerHealth, what: str, status: str, message: str | None) -> None:
     setattr(health, what, status)
@@ -250,10 +509,6 @@ def _server(resource_id: str) -> str:
     parsed = flexible_server_from_resource_id(resource_id)
     assert parsed is not None
     return parsed[1]
-
-
-def _unwell(health: ServerHealth) -> bool:
-    return health.arm != "ok" or health.db not in ("ok", "not_configured")
 
 
 class Targets:

@@ -5,19 +5,26 @@ write the outbox pointers, write the record in one transaction, then act. It tal
 only through the ports it is given (store, cache, notifier) and never imports a vendor SDK.
 
 Ordering, and why:
-1. Read the state row and the signal's dedupe marker in one query (a duplicate costs one trip).
-2. Decide with pure code (`incidents.correlate`, `effects.effects_for`).
-3. Write pointers to the new effects in the `~outbox` partition first: a worker that dies after
-   step 4 leaves work the sweeper can find; a pointer whose transaction never landed is dropped.
-4. Write marker, timeline entry, state, incident and effects in one transaction (ETag on state).
+1. Read the server's state and the signal's dedupe marker together (a duplicate costs one read);
+   a very late signal of an archived incident also reads that incident back.
+2. Decide with one pure call (`incidents.decide`, then `effects.effects_for` on its changes).
+3. Schedule the new effects in the outbox first: a worker that dies after step 4 leaves work the
+   sweeper can find; a pointer whose transaction never landed is dropped.
+4. Commit marker, timeline entry, state, incidents and effects in one transaction (ETag on state).
    A conflict means another worker wrote first: re-read and decide again, a bounded number of times.
 5. Run the effects now, each under a lease; a failure stays pending for the sweeper.
+
+It speaks to storage only through the `IncidentStore` port: no row key or filter is built here.
+
+Size: over 400 lines because it is the one place that orders side effects (record, settle, sweep,
+run an effect, reconcile, verify): splitting it would split that ordering.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -25,26 +32,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from failover import effects as fx
-from failover.adapters import table_codec as codec
-from failover.adapters.table_store import TableStore
+from failover.digesting import ZoneDigest
 from failover.errors import (
     ConcurrencyConflictError,
     FailoverError,
     NotFoundError,
     RetryableError,
-    redact,
 )
 from failover.incidents import (
     DbProbeState,
     Decision,
     Policy,
     ServerState,
-    archived_covering,
-    correlate,
-    resolution_due,
-    revive,
+    absorb_view,
+    archived_for,
+    decide,
     settle,
-    topology_from_view,
+    topology_of,
 )
 from failover.model import (
     Effect,
@@ -52,22 +56,31 @@ from failover.model import (
     EffectStatus,
     Incident,
     Signal,
-    Topology,
+    Source,
+    Transition,
+    topology_from_payload,
 )
-from failover.ports import Clock, Notifier, TopologyCache
-from failover.timeutil import parse_iso
+from failover.notify.pipeline import NotifyPipeline
+from failover.ports import Clock, IncidentStore, TopologyCache, WorkItem
+from failover.reconcile import Publication, reconcile
+from failover.scope import OTHER_RESOURCE, AcceptedScope
+from failover.secrets import redact
+from failover.verifying import Verifying
 
 log = logging.getLogger(__name__)
 
-_CONFLICT_RETRIES = 12
+# Concurrent writers of one server take turns by ETag; with 8 at once on one server (an alert storm
+# plus the probes) a writer may lose a dozen rounds. Bounded: after this, 503 and Azure redelivers.
+_CONFLICT_RETRIES = 30
 _DANGLING_POINTER_AGE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    status: str  # recorded | duplicate
+    status: str  # recorded | duplicate | ignored
     signal: Signal
     incident_id: str | None
+    reason: str | None = None  # why it was ignored
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -75,6 +88,7 @@ class RecordOutcome:
             "status": self.status,
             "incident_id": self.incident_id,
             "kind": self.signal.kind.value,
+            **({"reason": self.reason} if self.reason else {}),
         }
 
 
@@ -86,37 +100,59 @@ class SweepReport:
     dead: int = 0
     settled: int = 0
     dropped: int = 0
+    failed: int = 0  # items that raised: left for the next run
+    left: int = 0  # due items not taken because the run's budget was spent
+    reconciled: int = 0  # topologies written again to Redis
+    verified: int = 0  # verification looks taken (post-failover checks)
+    digests: int = 0  # zone-outage digest cards posted
+
+
+@dataclass(frozen=True)
+class ReconcileBudget:
+    """How much one sweeper run may spend on reconciliation (the sweeper runs every minute)."""
+
+    max_servers: int = 2000
+    max_writes: int = 500
+    max_seconds: float = 20.0
 
 
 @dataclass
 class Integrations:
-    """The optional outside world effects act on; None means not configured (effect skipped)."""
+    """The optional outside world effects act on; None or no channel means not configured (skipped)."""
 
     cache: TopologyCache | None = None
-    notifier: Notifier | None = None
-    card_url_for: Callable[[str], str | None] = lambda server: None
-    maintenance_end: Callable[[str, datetime], datetime | None] = lambda server, now: None
-    timeline_url_for: Callable[[str], str | None] = lambda incident_id: None
+    notify: NotifyPipeline = field(default_factory=NotifyPipeline)
     redis_patterns: tuple[str, ...] = ()
-    render_card: Callable[..., dict[str, Any]] | None = None
+    verifying: Verifying | None = None  # post-failover verification (needs the probes configured)
+    digest: ZoneDigest | None = None  # zone-outage digest cards (needs a channel)
 
 
 @dataclass
 class Responder:
-    store: TableStore
+    store: IncidentStore
     clock: Clock
     policy: Policy = field(default_factory=Policy)
     retry: fx.RetryPolicy = field(default_factory=fx.RetryPolicy)
     integrations: Integrations = field(default_factory=Integrations)
     rand: Callable[[], float] = random.random
     sleep: Callable[[float], None] = time.sleep
+    reconcile_budget: ReconcileBudget = field(default_factory=ReconcileBudget)
+    monotonic: Callable[[], float] = time.monotonic
+    scope: AcceptedScope = field(default_factory=AcceptedScope)
+    ignored: dict[str, int] = field(default_factory=dict)  # signals ignored since start, by reason
+    _counts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- recording ----------------------------------------------------------------------------
 
     def record(self, signal: Signal) -> RecordOutcome:
         """Record one signal exactly once and run what its transition calls for."""
+        refusal = self.scope.refusal(signal.resource_id) if signal.resource_id else None
+        if refusal is not None:
+            return self._ignored(signal, refusal)
         for attempt in range(_CONFLICT_RETRIES):
             snapshot = self.store.read_for_signal(signal.server, signal.key_hash)
+            if _foreign(snapshot.state, signal):
+                return self._ignored(signal, OTHER_RESOURCE)
             if snapshot.seen:
                 log.info(
                     "duplicate signal %s for server %s (incident %s)",
@@ -126,19 +162,11 @@ class Responder:
                 )
                 return RecordOutcome("duplicate", signal, snapshot.seen_incident_id)
             state = snapshot.state or ServerState(server=signal.server, resource_id=signal.resource_id)
-            state = self._revive_for(state, signal)
-            now = self.clock()
-            # Resolve what is already due first, so a new failover after a quiet recovery is its own
-            # incident whether or not the sweeper has run yet.
-            settled = settle(state, now=now, policy=self.policy)
-            state = settled[-1].state if settled else state
-            before = self._incident_for(state, signal)
-            decision = _with_settled(correlate(state, signal, now=now, policy=self.policy), settled)
-            settled_effects = tuple(e for d in settled for e in fx.effects_for(d, now=now))
+            late = archived_for(state, signal)
+            archived = self.store.get_incident(late) if late else None
+            decision = decide(state, signal, now=self.clock(), policy=self.policy, archived=archived)
             try:
-                pointers = self._write_and_commit(
-                    decision, snapshot.etag, now, signal=signal, before=before, also=settled_effects
-                )
+                work = self._commit(decision, snapshot.etag, before=snapshot.state)
             except ConcurrencyConflictError:
                 self._pause(attempt)
                 continue
@@ -150,41 +178,43 @@ class Responder:
                 signal.server,
                 incident_id,
             )
-            self._run_now(pointers)
+            self._run_now(work)
             return RecordOutcome("recorded", signal, incident_id)
         raise ConcurrencyConflictError(f"server {signal.server}: too many concurrent writers")
+
+    def _ignored(self, signal: Signal, reason: str) -> RecordOutcome:
+        with self._counts_lock:
+            self.ignored[reason] = self.ignored.get(reason, 0) + 1
+        # DEBUG: a widely scoped action group sends these all day; /api/health counts them.
+        log.debug("signal %s about server %s ignored: %s", signal.signal_id, signal.server, reason)
+        return RecordOutcome("ignored", signal, None, reason)
 
     def record_all(self, signals: Iterable[Signal]) -> list[RecordOutcome]:
         return [self.record(s) for s in signals]
 
     def settle_server(self, server: str) -> int:
-        """Resolve the server's incidents whose recovery has been quiet long enough."""
+        """Resolve or close the server's incidents that are due; returns how many changed status."""
         for attempt in range(_CONFLICT_RETRIES):
             state, etag = self.store.read_state(server)
             if state is None:
                 return 0
-            now = self.clock()
-            decisions = settle(state, now=now, policy=self.policy)
-            if not decisions:
+            decision = settle(state, now=self.clock(), policy=self.policy)
+            if decision.state == state:
                 return 0
-            final = decisions[-1].state
-            merged = Decision(
-                state=final,
-                incident=None,
-                changed=tuple(d.incident for d in decisions if d.incident),
-            )
-            effects = tuple(e for d in decisions for e in fx.effects_for(d, now=now))
             try:
-                pointers = self._commit_with_effects(merged, etag, now, effects)
+                work = self._commit(decision, etag, before=state)
             except ConcurrencyConflictError:
                 self._pause(attempt)
                 continue
-            for d in decisions:
+            for change in decision.changes:
                 log.info(
-                    "incident %s of server %s resolved", d.incident.incident_id if d.incident else "?", server
+                    "incident %s of server %s is %s",
+                    change.incident.incident_id,
+                    server,
+                    change.incident.status.value,
                 )
-            self._run_now(pointers)
-            return len(decisions)
+            self._run_now(work)
+            return sum(1 for c in decision.changes if c.transitions)
         raise ConcurrencyConflictError(f"server {server}: too many concurrent writers")
 
     def save_probe_facts(
@@ -201,18 +231,7 @@ class Responder:
             base = state or ServerState(server=server)
             updated = base
             if view is not None and observed_at is not None:
-                topology = topology_from_view(view, base.resource_id, observed_at)
-                if (
-                    replace(topology, observed_at=None)
-                    != replace(base.topology or topology, observed_at=None)
-                    or base.topology is None
-                ):
-                    updated = replace(
-                        updated,
-                        topology=topology,
-                        arm_version=base.arm_version + 1,
-                        resource_id=base.resource_id or topology.resource_id,
-                    )
+                updated = absorb_view(updated, view, observed_at)
             if db is not None and db != base.db:
                 updated = replace(updated, db=db)
             if updated == base and state is not None:
@@ -222,66 +241,145 @@ class Responder:
             except ConcurrencyConflictError:
                 self._pause(attempt)
                 continue
+            self._index_topology(updated, state, self.clock())
             return True
         raise ConcurrencyConflictError(f"server {server}: too many concurrent writers")
 
     # --- effects ------------------------------------------------------------------------------
 
-    def sweep(self, *, limit: int = 200) -> SweepReport:
-        """Retry due effects and settle due incidents. Reads only due outbox pointers."""
+    def sweep(self, *, limit: int = 200, budget: timedelta | None = None) -> SweepReport:
+        """Retry due effects and settle due servers. Reads only due outbox pointers.
+
+        With a `budget`, no new item is taken once it is spent: the rest stays due for the next run
+        and is counted in `left` (a run must end within its timer period).
+        """
         report = SweepReport()
         now = self.clock()
-        for item in self.store.due_outbox(now, limit):
+        started = self.monotonic()
+        due = self.store.due_work(now, limit)
+        for index, item in enumerate(due):
+            if budget is not None and self.monotonic() - started >= budget.total_seconds():
+                report.left = len(due) - index
+                log.warning("sweeper: budget spent, %d due item(s) left for the next run", report.left)
+                break
             report.examined += 1
             try:
-                if item.kind == "resolve":
+                if item.kind == "settle":
                     report.settled += self.settle_server(item.server)
-                    self.store.remove_outbox([item.row_key])
+                    self.store.finish_work([item])
                     continue
-                status = self.execute(item.server, item.target, pointer=item.row_key)
-            except FailoverError as error:
+                if item.kind == "verify":
+                    report.verified += self._verify(item)
+                    continue
+                status = self.execute(item)
+            except Exception as error:  # one failing item never stops a run (FailoverError or a bug)
                 log.warning(
-                    "sweeper: %s for server %s left for the next run: %s",
-                    item.target,
+                    "sweeper: %s work of incident %s on server %s left for the next run: %s",
+                    item.kind,
+                    item.incident_id,
                     item.server,
-                    redact(str(error)),
+                    redact(f"{type(error).__name__}: {error}"),
                 )
+                report.failed += 1
                 continue
             if status is None and item.created_at and now - item.created_at > _DANGLING_POINTER_AGE:
-                self.store.remove_outbox([item.row_key])
+                self.store.finish_work([item])  # its effect never landed (the commit failed)
                 report.dropped += 1
-            elif status is EffectStatus.PENDING:
+            elif status in (EffectStatus.PENDING, EffectStatus.RUNNING):
                 report.retried += 1
             elif status is EffectStatus.DEAD:
                 report.dead += 1
             elif status is not None:
                 report.done += 1
+        report.reconciled = self._reconcile()
+        report.digests = self._flush_digests()
         return report
 
-    def execute(self, server: str, row_key: str, *, pointer: str) -> EffectStatus | None:
-        """Run one effect under a lease. Returns its new status, or None if it was not ours to run."""
-        found = self.store.get_effect(server, row_key)
+    def _verify(self, item: WorkItem) -> int:
+        """One look at an incident's new topology; the next look is a new pointer at its time."""
+        verifying = self.integrations.verifying
+        incident = self.store.get_incident(item.incident_id) if verifying is not None else None
+        looked = 0
+        if verifying is not None and incident is not None:
+            run = verifying.run(incident)
+            looked = 1
+            if run.record.next_at is not None:
+                self.store.schedule_verify(
+                    item.server, item.incident_id, run.record.next_at, now=self.clock()
+                )
+        self.store.finish_work([item])
+        return looked
+
+    def _flush_digests(self) -> int:
+        """Post the zone-outage digest cards that are due (a failure waits for the next run)."""
+        digest = self.integrations.digest
+        if digest is None:
+            return 0
+        try:
+            return digest.flush()
+        except FailoverError as error:
+            log.warning("sweeper: zone digests left for the next run: %s", redact(str(error)))
+            return 0
+
+    def _reconcile(self) -> int:
+        """Write again what Redis lost (a restart without persistence, a flush, a lost effect)."""
+        cache = self.integrations.cache
+        if cache is None:
+            return 0
+        known = self.store.publications(self.reconcile_budget.max_servers)
+        result = reconcile(
+            cache,
+            lambda: (Publication(topology, epoch) for topology, epoch in known),
+            max_writes=self.reconcile_budget.max_writes,
+            max_seconds=self.reconcile_budget.max_seconds,
+        )
+        if result.written or result.error:
+            log.info(
+                "reconciliation: %d of %d servers stale in redis, %d written%s",
+                result.stale,
+                result.checked,
+                result.written,
+                f" ({result.error})" if result.error else "",
+            )
+        return result.written
+
+    def execute(self, item: WorkItem) -> EffectStatus | None:
+        """Run one effect under a lease. Returns its status after this call; None if it does not exist.
+
+        An effect that is not due, or leased by another worker, keeps a pointer at the time it may
+        run (its pointer is never dropped while the effect exists: a crashed worker's lease expires
+        and the sweeper takes the work over).
+        """
+        if item.transition is None or item.name is None:
+            return None
+        found = self.store.get_effect(item.server, item.incident_id, item.transition, item.name)
         if found is None:
             return None
         effect, etag = found
         now = self.clock()
         if effect.status in fx.TERMINAL:
-            self.store.remove_outbox([pointer])
+            self.store.finish_work([item])
             return effect.status
         if not fx.runnable(effect, now):
-            return None
+            self.store.move_work(item, fx.runnable_at(effect, now), now=now)
+            return effect.status
         running = fx.leased(effect, now=now, policy=self.retry)
         try:
             etag = self.store.replace_effect(running, etag)
         except ConcurrencyConflictError:
-            return None  # another worker holds the lease (invariant 5)
+            return EffectStatus.RUNNING  # another worker holds the lease (invariant 5)
         outcome = self._perform(running)
         try:
             self.store.replace_effect(outcome, etag)
         except ConcurrencyConflictError:
-            log.warning("effect %s of incident %s: lease lost while running", row_key, effect.incident_id)
-            return None
-        self._after(outcome, pointer)
+            log.warning(
+                "effect %s of incident %s on server %s: lease lost while running",
+                effect.name.value,
+                effect.incident_id,
+                effect.server,
+            )
+            return EffectStatus.RUNNING
+        self._after(outcome, item)
         return outcome.status
 
     def _perform(self, effect: Effect) -> Effect:
@@ -336,7 +434,7 @@ class Responder:
     def _act(self, effect: Effect, now: datetime) -> Effect:
         if effect.name is EffectName.REDIS_TOPOLOGY:
             return self._publish_topology(effect, now)
-        if effect.name is EffectName.TEAMS_CARD:
+        if effect.name.channel is not None:
             return self._post_card(effect, now)
         incident = self._incident(effect.incident_id)
         self.store.upsert_day(incident)
@@ -346,155 +444,83 @@ class Responder:
         cache = self.integrations.cache
         if cache is None:
             return fx.finished(effect, EffectStatus.SKIPPED, now=now, note="redis not configured")
-        payload = effect.payload
-        topology = Topology(
-            server=payload["server"],
-            primary_zone=payload.get("primary_zone"),
-            standby_zone=payload.get("standby_zone"),
-            ha_state=payload.get("ha_state"),
-            fqdn=payload.get("fqdn"),
-            read_replicas=tuple(payload.get("read_replicas") or ()),
-            incident_id=payload.get("incident_id"),
-            version=int(payload["version"]),
-            updated_at=parse_iso(payload["updated_at"]),
-        )
+        topology, epoch = topology_from_payload(effect.payload)
+        # What reconciliation republishes follows what is published (kept off the recording path).
+        self.store.save_publication(topology, epoch)
         patterns = tuple(p.replace("{server}", effect.server) for p in self.integrations.redis_patterns)
-        result = cache.publish(topology, epoch=int(payload.get("epoch") or 0), patterns=patterns)
+        result = cache.publish(topology, epoch=epoch, patterns=patterns)
         note = None if result.written else "a newer topology was already published"
         return fx.finished(effect, EffectStatus.DONE, now=now, note=note)
 
     def _post_card(self, effect: Effect, now: datetime) -> Effect:
-        integrations = self.integrations
-        url = integrations.card_url_for(effect.server)
-        if integrations.notifier is None or url is None or integrations.render_card is None:
-            return fx.finished(effect, EffectStatus.SKIPPED, now=now, note="teams not configured")
-        window_end = integrations.maintenance_end(effect.server, now)
-        action = fx.card_action(effect.transition, window_end)
-        if action == "suppress":
-            return fx.finished(effect, EffectStatus.SUPPRESSED, now=now, note="maintenance window")
-        if action == "defer" and window_end is not None:
-            return replace(
-                effect,
-                status=EffectStatus.PENDING,
-                attempts=effect.attempts - 1,
-                next_attempt_at=window_end,
-                lease_until=None,
-                updated_at=now,
-                last_error="held back until the maintenance window ends",
-            )
-        incident = self._incident(effect.incident_id)
-        card = integrations.render_card(
-            incident,
-            effect.transition,
-            timeline_url=integrations.timeline_url_for(incident.incident_id),
-            portal_url=_portal_url(incident.resource_id),
-            ha_state=incident.ha_state,
-        )
-        integrations.notifier.post(url, card)
-        return fx.finished(effect, EffectStatus.DONE, now=now)
+        """A notification effect, through the one pipeline in front of every channel."""
+        return self.integrations.notify.deliver(effect, lambda: self._incident(effect.incident_id), now=now)
 
-    def _after(self, outcome: Effect, pointer: str) -> None:
-        if outcome.name is EffectName.TEAMS_CARD:
+    def _after(self, outcome: Effect, item: WorkItem) -> None:
+        channel = outcome.name.channel
+        if channel is not None and outcome.status is not EffectStatus.SKIPPED:
+            at = outcome.updated_at or self.clock()
             self.store.record_notification(
-                outcome.incident_id, outcome.transition, outcome.status, outcome.updated_at or self.clock()
+                outcome.incident_id, outcome.transition, outcome.status, at, channel=channel
             )
+        if outcome.status is EffectStatus.DEAD:
+            self.store.record_dead(outcome)
         if outcome.status in fx.TERMINAL:
-            self.store.remove_outbox([pointer])
+            self.store.finish_work([item])
             return
-        due = outcome.next_attempt_at or self.clock()
-        moved = codec.outbox_entity(outcome, due, now=self.clock())
-        if moved["RowKey"] != pointer:
-            self.store.add_outbox([moved])
-            self.store.remove_outbox([pointer])
+        self.store.move_work(item, outcome.next_attempt_at or self.clock(), now=self.clock())
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _write_and_commit(
-        self,
-        decision: Decision,
-        etag: str | None,
-        now: datetime,
-        *,
-        signal: Signal,
-        before: Incident | None,
-        also: tuple[Effect, ...] = (),
-    ) -> list[tuple[Effect, str]]:
-        effects = also + fx.effects_for(decision, now=now)
-        extra = self._resolve_pointer(decision.incident, before, now)
-        incident_id = decision.incident.incident_id if decision.incident else None
-        return self._commit_with_effects(
-            decision, etag, now, effects, signal=signal, incident_id=incident_id, extra_pointers=extra
-        )
-
-    def _commit_with_effects(
-        self,
-        decision: Decision,
-        etag: str | None,
-        now: datetime,
-        effects: tuple[Effect, ...],
-        *,
-        signal: Signal | None = None,
-        incident_id: str | None = None,
-        extra_pointers: list[dict[str, Any]] | None = None,
-    ) -> list[tuple[Effect, str]]:
-        pointers = [(e, codec.outbox_entity(e, now, now=now)) for e in effects]
-        outbox = [p for _, p in pointers] + (extra_pointers or [])
-        if outbox:
-            self.store.add_outbox(outbox)
+    def _commit(self, decision: Decision, etag: str | None, *, before: ServerState | None) -> list[WorkItem]:
+        """Schedule the decision's effects (its settle check, its verification), then commit it in one
+        transaction."""
+        now = self.clock()
+        effects = fx.effects_for(decision, now=now)
+        work = self.store.schedule_effects(effects, now=now) if effects else []
+        state = decision.state
+        if state.wake_at is not None and state.wake_at != (before.wake_at if before else None):
+            self.store.schedule_settle(state.server, state.wake_at, now=now)
+        if self.integrations.verifying is not None:
+            for change in decision.changes:
+                if Transition.PRIMARY_RESTORED in change.transitions:
+                    self.store.schedule_verify(state.server, change.incident.incident_id, now, now=now)
         self.store.commit(
-            decision.state,
+            state,
             etag,
-            signal=signal,
-            incident_id=incident_id,
+            signal=decision.signal,
+            incident_id=decision.incident.incident_id if decision.incident else None,
             incidents=decision.changed,
             effects=effects,
         )
-        return [(e, p["RowKey"]) for e, p in pointers]
+        return work
 
-    def _resolve_pointer(
-        self, incident: Incident | None, before: Incident | None, now: datetime
-    ) -> list[dict[str, Any]]:
-        if incident is None:
-            return []
-        due = resolution_due(incident, self.policy)
-        if due is None:
-            return []
-        if before is not None and resolution_due(before, self.policy) == due:
-            return []
-        return [codec.resolve_check_entity(incident, due, now=now)]
+    def _index_topology(self, state: ServerState, before: ServerState | None, now: datetime) -> None:
+        """Keep what reconciliation republishes in step with the state (best effort: the next change
+        or the sweeper's next run repairs a miss; the record itself is already safe)."""
+        if before is not None and (before.topology_version, before.epoch) == (
+            state.topology_version,
+            state.epoch,
+        ):
+            return
+        try:
+            self.store.save_publication(topology_of(state, None, now=now), state.epoch)
+        except FailoverError as error:
+            log.warning("server %s: topology index not updated: %s", state.server, redact(str(error)))
 
-    def _run_now(self, pointers: list[tuple[Effect, str]]) -> None:
-        for effect, pointer in pointers:
-            row_key = codec.effect_key(effect.incident_id, effect.transition, effect.name)
+    def _run_now(self, work: list[WorkItem]) -> None:
+        for item in work:
             try:
-                self.execute(effect.server, row_key, pointer=pointer)
+                self.execute(item)
             except FailoverError as error:
                 # The record is safe; the sweeper finishes the effect (invariant 5).
                 log.warning(
-                    "effect %s of incident %s left to the sweeper: %s",
-                    effect.name.value,
-                    effect.incident_id,
+                    "effect %s of incident %s on server %s left to the sweeper: %s",
+                    item.name.value if item.name else "?",
+                    item.incident_id,
+                    item.server,
                     redact(str(error)),
                 )
-
-    def _revive_for(self, state: ServerState, signal: Signal) -> ServerState:
-        """A late signal of an incident the state row no longer keeps whole: read it back (one trip)."""
-        archived = archived_covering(state, signal.observed_at, self.policy)
-        if archived is None:
-            return state
-        incident = self.store.get_incident(archived.incident_id)
-        if incident is None:  # its row never landed: forget the range rather than fail for ever
-            return replace(state, archive=tuple(a for a in state.archive if a != archived))
-        log.info(
-            "late signal %s for server %s belongs to archived incident %s",
-            signal.signal_id,
-            signal.server,
-            incident.incident_id,
-        )
-        return revive(state, incident)
-
-    def _incident_for(self, state: ServerState, signal: Signal) -> Incident | None:
-        return next((i for i in state.incidents if i.covers(signal.observed_at, self.policy.quiet)), None)
 
     def _incident(self, incident_id: str) -> Incident:
         incident = self.store.get_incident(incident_id)
@@ -503,18 +529,17 @@ class Responder:
         return incident
 
     def _pause(self, attempt: int) -> None:
-        self.sleep(min(0.5, 0.005 * 2**attempt) * (0.5 + self.rand()))
+        self.sleep(min(0.25, 0.005 * 2**attempt) * (0.5 + self.rand()))  # jittered, capped
 
 
-def _with_settled(decision: Decision, settled: tuple[Decision, ...]) -> Decision:
-    """The signal's decision, also rewriting the incidents that were settled just before it."""
-    rows = {i.incident_id: i for d in settled for i in d.changed}
-    rows.update({i.incident_id: i for i in decision.changed})
-    return replace(decision, changed=tuple(rows.values()))
-
-
-def _portal_url(resource_id: str) -> str | None:
-    return f"https://portal.azure.com/#@/resource{resource_id}/overview" if resource_id else None
+def _foreign(state: ServerState | None, signal: Signal) -> bool:
+    """A signal naming the server under another resource id than the one the probes or the first
+    accepted signal established. Only the probes (which watch the configured id) may re-bind it."""
+    if state is None or not state.resource_id or not signal.resource_id:
+        return False
+    if signal.source in (Source.ARM_PROBE, Source.DB_PROBE):
+        return False
+    return state.resource_id.lower() != signal.resource_id.lower()
 
 
 __all__ = ["Integrations", "RecordOutcome", "Responder", "SweepReport"]

@@ -13,7 +13,8 @@ from typing import Any
 
 import azure.functions as func
 
-from failover.errors import ConfigError, RetryableError, redact
+from failover.errors import ConfigError, RetryableError
+from failover.secrets import redact
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,12 @@ the responder, and maps the outcome to the contract in design section 5: 202 rec
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 
 import azure.functions as func
 
 from failover.errors import InvalidPayloadError
-from failover.sources.monitor import MAX_ALERT_BYTES, parse_alert
 from handlers._http import declared_length, error, guarded, json_response
 from handlers._runtime import get_runtime
 
@@ -29,6 +27,10 @@ def post_alert(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _handle(req: func.HttpRequest) -> func.HttpResponse:
+    # Imported on first use, not when the worker indexes the app (cold start).
+    from failover.sources.monitor import MAX_ALERT_BYTES, parse_alert
+    from failover.sources.parsing import decode_json
+
     length = declared_length(req)
     if length is not None and length > MAX_ALERT_BYTES:
         return error(413, f"alert payloads are at most {MAX_ALERT_BYTES} bytes")
@@ -36,11 +38,7 @@ def _handle(req: func.HttpRequest) -> func.HttpResponse:
     if len(body) > MAX_ALERT_BYTES:
         return error(413, f"alert payloads are at most {MAX_ALERT_BYTES} bytes")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return error(400, "body is not JSON")
-    try:
-        parsed = parse_alert(payload, received_at=datetime.now(timezone.utc))
+        parsed = parse_alert(decode_json(body), received_at=datetime.now(timezone.utc))
     except InvalidPayloadError as exc:
         log.warning("alert refused: %s", exc)
         return error(400, str(exc))
@@ -50,6 +48,8 @@ def _handle(req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
     clock = runtime.clock
     outcomes = runtime.responder.record_all(s.with_received_at(clock()) for s in parsed.signals)
+    if outcomes and all(o.status == "ignored" for o in outcomes):
+        return json_response(200, {"status": "ignored", "reason": outcomes[0].reason})
     status = "recorded" if any(o.status == "recorded" for o in outcomes) else "duplicate"
     incident_id = next((o.incident_id for o in outcomes if o.incident_id), None)
     return json_response(

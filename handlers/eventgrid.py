@@ -14,8 +14,8 @@ from typing import Any
 
 import azure.functions as func
 
-from failover.errors import InvalidPayloadError, RetryableError, redact
-from failover.sources.event_grid import parse_event
+from failover.errors import InvalidPayloadError, RetryableError
+from failover.secrets import redact
 from failover.timeutil import iso
 from handlers._runtime import get_runtime
 
@@ -25,6 +25,8 @@ bp = func.Blueprint()
 
 @bp.event_grid_trigger(arg_name="event")
 def on_resource_event(event: func.EventGridEvent) -> None:
+    from failover.sources.event_grid import parse_event  # on first use, not at indexing (cold start)
+
     raw = _as_dict(event)
     try:
         parsed = parse_event(raw, received_at=datetime.now(timezone.utc))

@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import ModuleType
 
 import azure.functions as func
 
-from failover import lookups
 from failover.errors import NotFoundError
-from failover.timeline_html import CSP, render_timeline_page
 from handlers._http import error, guarded, json_response
 from handlers._runtime import get_runtime
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
+
+def _lookups() -> ModuleType:
+    """`failover.lookups`, imported on first use, not when the worker indexes the app (cold start)."""
+    from failover import lookups
+
+    return lookups
+
+
 _COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-_HTML_HEADERS = {**_COMMON_HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"}
+
+
+def _html_headers() -> dict[str, str]:
+    from failover.timeline_html import CSP
+
+    return {**_COMMON_HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"}
 
 
 @bp.route(route="incidents", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -31,7 +43,7 @@ def list_incidents(req: func.HttpRequest) -> func.HttpResponse:
     def answer() -> func.HttpResponse:
         runtime = get_runtime()
         params = req.params
-        body = lookups.list_incidents(
+        body = _lookups().list_incidents(
             runtime.store,
             runtime.settings,
             server=params.get("server"),
@@ -52,9 +64,10 @@ def get_incident(req: func.HttpRequest) -> func.HttpResponse:
     def answer() -> func.HttpResponse:
         runtime = get_runtime()
         incident_id = req.route_params.get("incident_id")
-        return json_response(
-            200, lookups.get_incident(runtime.store, runtime.settings, incident_id), _COMMON_HEADERS
+        body = _lookups().get_incident(
+            runtime.store, runtime.settings, incident_id, start=req.params.get("start")
         )
+        return json_response(200, body, _COMMON_HEADERS)
 
     return _answer("get_incident", answer)
 
@@ -64,10 +77,15 @@ def get_incident_timeline(req: func.HttpRequest) -> func.HttpResponse:
     def answer() -> func.HttpResponse:
         runtime = get_runtime()
         incident_id = req.route_params.get("incident_id")
-        incident = lookups.get_incident(runtime.store, runtime.settings, incident_id)
-        page = render_timeline_page(incident, now=runtime.clock())
+        view = _lookups().incident_view(
+            runtime.store, runtime.settings, incident_id, start=req.params.get("start")
+        )
+        upcoming = _lookups().upcoming_maintenance(runtime.store, view.incident.server)
+        from failover.timeline_html import render_timeline_page
+
+        page = render_timeline_page(view, now=runtime.clock(), upcoming=upcoming)
         return func.HttpResponse(
-            page, status_code=200, mimetype="text/html", charset="utf-8", headers=dict(_HTML_HEADERS)
+            page, status_code=200, mimetype="text/html", charset="utf-8", headers=_html_headers()
         )
 
     return _answer("get_incident_timeline", answer)
@@ -77,7 +95,7 @@ def get_incident_timeline(req: func.HttpRequest) -> func.HttpResponse:
 def get_server(req: func.HttpRequest) -> func.HttpResponse:
     def answer() -> func.HttpResponse:
         runtime = get_runtime()
-        body = lookups.get_server(runtime.store, req.route_params.get("server"))
+        body = _lookups().get_server(runtime.store, req.route_params.get("server"))
         return json_response(200, body, _COMMON_HEADERS)
 
     return _answer("get_server", answer)
@@ -89,7 +107,7 @@ def _answer(name: str, action: Callable[[], func.HttpResponse]) -> func.HttpResp
     def mapped() -> func.HttpResponse:
         try:
             return action()
-        except lookups.BadLookupError as exc:
+        except _lookups().BadLookupError as exc:
             log.info("%s: refused: %s", name, exc.reason)
             return error(400, exc.reason, _COMMON_HEADERS)
         except NotFoundError as exc:

@@ -5,9 +5,17 @@ Layer: local tooling (never deployed). It speaks the REST shape of
 3.0.0 expects (see shared/reference/mgmt-sdk-local.md section 3): GET server, list replicas,
 list by resource group and by subscription (``value`` + ``nextLink`` paging), POST ``/restart``
 with failover (202 + ``Azure-AsyncOperation`` + ``Location``, then the operation status), ARM
-error bodies. A server can be backed by a real ``local.pgpair.PgPair``: a restart with failover
-then really fails the pair over, and a watchdog plays Azure's health monitor, promoting the
-standby after the primary stops answering, with no activity log at all (as in Azure).
+error bodies, and (API 2026-10-01) ``maintenanceEvents`` (list, filtered with
+``maintenanceStatus=Upcoming|Past``, and get by id). A server can be backed by a real
+``local.pgpair.PgPair``: a restart with failover then really fails the pair over, and a watchdog
+plays Azure's health monitor, promoting the standby after the primary stops answering, with no
+activity log at all (as in Azure).
+
+Platform work Azure does on its own is driven from Python: a planned maintenance
+(``schedule_maintenance``, ``run_maintenance``: the event goes InProgress, the platform fails the
+server over, the event completes), a compute scale done by failing over (``run_scaling``: HA state
+``ComputeUpdatingByFailover``), and same-zone HA converting to zone-redundant
+(``convert_to_zone_redundant``: the standby's zone changes, the primary stays, no failover).
 
 What it must not do: listen on anything but 127.0.0.1, check tokens (any ``Bearer`` value is
 accepted; only its presence is checked), record the Authorization header, or leave a thread
@@ -29,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -70,6 +78,14 @@ _SERVER = re.compile(
     rf"^/subscriptions/{_SEG}/resourceGroups/{_SEG}/providers/{PROVIDER}/flexibleServers/{_SEG}(/[^/]+)?/?$",
     re.IGNORECASE,
 )
+_MAINTENANCE_EVENT = re.compile(
+    rf"^/subscriptions/{_SEG}/resourceGroups/{_SEG}/providers/{PROVIDER}/flexibleServers/{_SEG}"
+    rf"/maintenanceEvents/{_SEG}/?$",
+    re.IGNORECASE,
+)
+MAINTENANCE_TYPE = f"{SERVER_TYPE}/maintenanceEvents"
+# Statuses the Past filter returns; every other status (an unknown one too) is Upcoming.
+_PAST_MAINTENANCE = frozenset({"complete", "canceled"})
 _OPERATION = re.compile(
     rf"^/subscriptions/{_SEG}/providers/{PROVIDER}/locations/{_SEG}/(azureAsyncOperation|operationResults)/{_SEG}/?$",
     re.IGNORECASE,
@@ -104,6 +120,7 @@ class ReplicaSpec:
     name: str
     location: str | None = None
     replication_state: str = "Active"
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,48 @@ class HistoryEntry:
     primary_zone: str | None
     standby_zone: str | None
     reason: str
+
+
+@dataclass
+class EmulatedMaintenance:
+    """One maintenance event of an emulated server, in the 2026-10-01 REST shape."""
+
+    event_id: str
+    status: str  # Planned, InProgress, Complete, Rescheduled, Canceled (any string is served as is)
+    start_time: datetime
+    end_time: datetime
+    estimated_downtime: str | None = "PT60S"
+    description: str = "Planned maintenance: minor version and security updates."
+    deferrable: bool = True
+    original_start_time: datetime | None = None
+    last_updated_time: datetime = field(default_factory=_now)
+
+    @property
+    def past(self) -> bool:
+        return self.status.lower() in _PAST_MAINTENANCE
+
+    def to_json(self, server_id: str) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "maintenanceEventId": self.event_id,
+            "maintenanceType": "PlannedMaintenance",
+            "description": self.description,
+            "status": self.status,
+            "startTime": _iso(self.start_time),
+            "endTime": _iso(self.end_time),
+            "deferrable": self.deferrable,
+            "originalStartTime": _iso(self.original_start_time or self.start_time),
+            "lastUpdatedTime": _iso(self.last_updated_time),
+        }
+        if self.estimated_downtime is not None:
+            props["estimatedDowntime"] = self.estimated_downtime
+        if self.deferrable:
+            props["deferralDeadline"] = _iso(self.start_time + timedelta(days=14))
+        return {
+            "id": f"{server_id}/maintenanceEvents/{self.event_id}",
+            "name": self.event_id,
+            "type": MAINTENANCE_TYPE,
+            "properties": props,
+        }
 
 
 @dataclass
@@ -131,6 +190,8 @@ class EmulatedServer:
     pair: PgPair | None = None
     replicas: tuple[ReplicaSpec, ...] = ()
     version: str = "15"
+    sku_name: str = "Standard_D2ds_v5"
+    maintenance: list[EmulatedMaintenance] = field(default_factory=list)
     busy: bool = False
     failures: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
@@ -165,7 +226,7 @@ class EmulatedServer:
             "type": SERVER_TYPE,
             "location": self.location,
             "tags": {},
-            "sku": {"name": "Standard_D2ds_v5", "tier": "GeneralPurpose"},
+            "sku": {"name": self.sku_name, "tier": "GeneralPurpose"},
             "properties": props,
         }
 
@@ -193,6 +254,7 @@ class EmulatedServer:
                 },
                 "sourceServerResourceId": self.resource_id,
                 "highAvailability": {"mode": "Disabled", "state": "NotEnabled"},
+                **({"availabilityZone": replica.zone} if replica.zone else {}),
             },
         }
 
@@ -425,6 +487,133 @@ class ArmEmulator:
                 server.standby_zone = standby_zone
             self._record_history(server, reason)
 
+    # ------------------------------------------------------------------ platform work (2026-10-01)
+
+    def schedule_maintenance(
+        self,
+        resource_group: str,
+        name: str,
+        *,
+        start: datetime,
+        duration: timedelta = timedelta(hours=1),
+        status: str = "Planned",
+        estimated_downtime: str | None = "PT60S",
+        event_id: str | None = None,
+    ) -> str:
+        """Announce a maintenance event (as Azure does 5 days ahead); returns its id."""
+        event = EmulatedMaintenance(
+            event_id=event_id or f"{uuid.uuid4().hex[:4].upper()}-{uuid.uuid4().hex[:3].upper()}",
+            status=status,
+            start_time=start,
+            end_time=start + duration,
+            estimated_downtime=estimated_downtime,
+        )
+        with self._lock:
+            server = self.server(resource_group, name)
+            server.maintenance.append(event)
+            self._record_history(server, f"maintenance {event.event_id} scheduled ({status})")
+        return event.event_id
+
+    def set_maintenance_status(self, resource_group: str, name: str, event_id: str, status: str) -> None:
+        with self._lock:
+            server = self.server(resource_group, name)
+            event = self._maintenance(server, event_id)
+            event.status = status
+            event.last_updated_time = _now()
+            self._record_history(server, f"maintenance {event_id}: {status}")
+
+    def run_maintenance(self, resource_group: str, name: str, event_id: str) -> None:
+        """The platform's maintenance: the event goes InProgress, the server fails over (planned,
+        platform-initiated: no restart request, no activity log), the event completes once the
+        standby is healthy again. Returns at once; ``wait_for`` the outcome."""
+        server = self._claim(resource_group, name, "a maintenance")
+        with self._lock:
+            event = self._maintenance(server, event_id)
+            event.status = "InProgress"
+            event.start_time = min(event.start_time, _now())
+            event.end_time = max(event.end_time, _now() + timedelta(minutes=30))
+            event.last_updated_time = _now()
+            self._record_history(server, f"maintenance {event_id}: InProgress")
+
+        def complete() -> None:
+            self.set_maintenance_status(resource_group, name, event_id, "Complete")
+
+        self._spawn(
+            f"maintenance-{server.name}",
+            self._run_failover,
+            server,
+            None,
+            "planned",
+            "maintenance",
+            "FailingOver",
+            None,
+            complete,
+        )
+
+    def run_scaling(self, resource_group: str, name: str, *, sku_name: str = "Standard_D4ds_v5") -> None:
+        """Near-zero-downtime scaling: HA state ``ComputeUpdatingByFailover`` while the server fails
+        over to the resized standby, then the old primary is rebuilt. Returns at once."""
+        server = self._claim(resource_group, name, "a compute scale")
+
+        def resized() -> None:
+            self._set(server, f"compute scaled to {sku_name}", sku_name=sku_name, state="Ready")
+
+        self._spawn(
+            f"scaling-{server.name}",
+            self._run_failover,
+            server,
+            None,
+            "planned",
+            "scaling",
+            "ComputeUpdatingByFailover",
+            "Updating",
+            resized,
+        )
+
+    def convert_to_zone_redundant(self, resource_group: str, name: str, *, standby_zone: str) -> None:
+        """Same-zone HA converting itself to zone-redundant when capacity appears: the standby is
+        recreated in ``standby_zone``; the primary (and its zone) stays. No failover."""
+        server = self._claim(resource_group, name, "a conversion to zone-redundant")
+        if server.ha_mode != "SameZone":
+            with self._lock:
+                server.busy = False
+            raise ValueError(f"server {name} is {server.ha_mode}, not SameZone")
+
+        def convert() -> None:
+            try:
+                self._set(server, "standby being recreated in another zone", ha_state="RecreatingStandby")
+                self._hold()
+                self._stop.wait(self.fake_step_seconds)
+                self._set(
+                    server,
+                    f"converted to zone-redundant (standby zone {standby_zone})",
+                    ha_mode="ZoneRedundant",
+                    standby_zone=standby_zone,
+                    ha_state="Healthy",
+                )
+            finally:
+                with self._lock:
+                    server.busy = False
+
+        self._spawn(f"convert-{server.name}", convert)
+
+    def _claim(self, resource_group: str, name: str, what: str) -> EmulatedServer:
+        with self._lock:
+            server = self.server(resource_group, name)
+            if server.busy or server.ha_state != "Healthy" or server.ha_mode == "Disabled":
+                raise RuntimeError(
+                    f"server {name} cannot start {what} now (busy={server.busy}, HA {server.ha_state})"
+                )
+            server.busy = True
+            return server
+
+    @staticmethod
+    def _maintenance(server: EmulatedServer, event_id: str) -> EmulatedMaintenance:
+        for event in server.maintenance:
+            if event.event_id.lower() == event_id.lower():
+                return event
+        raise KeyError(f"server {server.name} has no maintenance event {event_id}")
+
     def wait_for(
         self,
         resource_group: str,
@@ -614,6 +803,19 @@ class ArmEmulator:
         if m := _OPERATION.match(path):
             self._check_subscription(m.group(1))
             return self._operation(method, path, m.group(3), m.group(4))
+        if m := _MAINTENANCE_EVENT.match(path):
+            self._check_subscription(m.group(1))
+            server = self._find(m.group(2), m.group(3))
+            if method != "GET":
+                raise ArmError(405, "MethodNotAllowed", f"{method} is not allowed here.")
+            with self._lock:
+                try:
+                    event = self._maintenance(server, m.group(4))
+                except KeyError:
+                    raise ArmError(
+                        404, "ResourceNotFound", f"The maintenance event '{m.group(4)}' was not found."
+                    ) from None
+                return 200, {}, event.to_json(server.resource_id)
         if m := _SERVER.match(path):
             self._check_subscription(m.group(1))
             server = self._find(m.group(2), m.group(3))
@@ -626,8 +828,10 @@ class ArmEmulator:
                     return 200, {}, {"value": [server.replica_json(r) for r in server.replicas]}
             if action == "restart" and method == "POST":
                 return self._restart(server, body)
+            if action == "maintenanceevents" and method == "GET":
+                return self._maintenance_listing(server, query)
             raise ArmError(
-                405 if action in ("", "replicas", "restart") else 404,
+                405 if action in ("", "replicas", "restart", "maintenanceevents") else 404,
                 "NotSupported",
                 f"{method} {path} is not supported.",
             )
@@ -667,6 +871,23 @@ class ArmEmulator:
             f"The Resource '{SERVER_TYPE}/{name}' under resource group '{resource_group}' was not found. "
             "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
         )
+
+    def _maintenance_listing(
+        self, server: EmulatedServer, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, str], Any]:
+        wanted = query.get("maintenanceStatus", [None])[0]
+        if wanted is not None and wanted.lower() not in ("upcoming", "past"):
+            raise ArmError(
+                400,
+                "InvalidParameterValue",
+                f"Invalid maintenanceStatus '{wanted}'. Allowed: Upcoming, Past.",
+            )
+        with self._lock:
+            events = sorted(server.maintenance, key=lambda e: e.start_time)
+            if wanted is not None:
+                past = wanted.lower() == "past"
+                events = [e for e in events if e.past == past]
+            return 200, {}, {"value": [e.to_json(server.resource_id) for e in events]}
 
     def _listing(
         self, path: str, query: dict[str, list[str]], keep: Callable[[EmulatedServer], bool]
@@ -799,15 +1020,30 @@ class ArmEmulator:
             op.error = error
             op.ended_at = _now()
 
-    def _run_failover(self, server: EmulatedServer, op: Operation | None, how: str, mode_name: str) -> None:
-        """FailingOver (pair fails over) -> zones swapped -> ReplicatingData (rebuild) -> Healthy.
+    def _run_failover(
+        self,
+        server: EmulatedServer,
+        op: Operation | None,
+        how: str,
+        mode_name: str,
+        ha_phase: str = "FailingOver",
+        state_during: str | None = None,
+        on_healthy: Callable[[], None] | None = None,
+    ) -> None:
+        """``ha_phase`` (pair fails over) -> zones swapped -> ReplicatingData (rebuild) -> Healthy.
 
-        ``how`` is planned / forced (a request) or unplanned (the watchdog). The operation (if any)
-        succeeds once the new primary serves, as the restart call returns before the rebuild ends.
+        ``how`` is planned / forced (a request, a maintenance, a scaling) or unplanned (the
+        watchdog). ``ha_phase`` is FailingOver, or ComputeUpdatingByFailover for a scaling;
+        ``state_during`` the server state meanwhile (e.g. Updating); ``on_healthy`` runs once the
+        standby is healthy again. The operation (if any) succeeds once the new primary serves, as
+        the restart call returns before the rebuild ends.
         """
         phase = "failing over"
         try:
-            self._set(server, f"{mode_name}: failing over", ha_state="FailingOver")
+            changes: dict[str, Any] = {"ha_state": ha_phase}
+            if state_during is not None:
+                changes["state"] = state_during
+            self._set(server, f"{mode_name}: failing over", **changes)
             self._hold()
             pair = server.pair
             if pair is not None:
@@ -834,6 +1070,8 @@ class ArmEmulator:
             else:
                 self._stop.wait(self.fake_step_seconds)
             self._set(server, f"{mode_name}: standby healthy", ha_state="Healthy")
+            if on_healthy is not None:
+                on_healthy()
         except Exception as exc:
             logger.exception("arm emulator: server %s: %s failed while %s", server.name, mode_name, phase)
             self._finish(

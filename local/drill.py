@@ -7,7 +7,10 @@ Layer: local tooling, never deployed. `python -m local.drill` (`make drill`):
    50 ms, and feeds the app what Azure sends meanwhile (Resource Health, the activity log restart
    alert, the Event Grid resource action, `is_db_alive` fired and resolved) through the runner's
    HTTP endpoints, shuffled and with duplicates; `--unplanned` kills the primary instead and sends
-   nothing at all: the probes must see it alone;
+   nothing at all: the probes must see it alone; `--mode maintenance` has the emulator put a
+   maintenance event InProgress and the platform fail the server over (the cause must come from
+   the `maintenanceEvents` API), `--mode scaling` a compute scale done by failing over (HA state
+   `ComputeUpdatingByFailover`); neither sends an alert;
 3. lets the probes and the sweeper run, prints the incident next to what the drill measured itself,
    with a verdict per check, and stops everything it started. Exit 0 only if every check held.
 
@@ -18,6 +21,7 @@ server through the management API, followed through the deployed app's lookup AP
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -34,6 +38,7 @@ from urllib.parse import quote
 
 import requests
 
+from failover.timeutil import parse_iso
 from local import azure_payloads as azure
 
 log = logging.getLogger("local.drill")
@@ -127,15 +132,85 @@ def _z(when: datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
+# --- back-to-back guard --------------------------------------------------------------------------
+
+LAST_FAILOVERS = OUT / "last-failovers.json"  # resource id (lower-case) -> when the drill last failed it over
+
+
+def guard(last_failover_at: datetime | None, at: datetime, interval: timedelta) -> str | None:
+    """None when a failover may run now; else why not and when it may run again (pure).
+
+    Microsoft asks to wait 15 to 20 minutes between test failovers: the standby is still being
+    rebuilt, and a second failover before it is healthy is an outage, not a drill.
+    """
+    if last_failover_at is None or at - last_failover_at >= interval:
+        return None
+    again = last_failover_at + interval
+    minutes = interval.total_seconds() / 60
+    return (
+        f"this server failed over at {_z(last_failover_at)}, less than {minutes:g} minutes ago"
+        f" (DRILL_MIN_INTERVAL_MINUTES); it may run again at {_z(again)}; --force overrides"
+    )
+
+
+def _recorded_failovers() -> dict[str, str]:
+    try:
+        return dict(json.loads(LAST_FAILOVERS.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def last_failover(
+    resource_id: str, app: AppClient | None = None, server: str | None = None
+) -> datetime | None:
+    """The latest failover the drill ran or the app recorded for this server (None: none known)."""
+    known = [parse_iso(v) for k, v in _recorded_failovers().items() if k == resource_id.lower()]
+    if app is not None and server is not None:
+        for incident in app.incidents(server, now() - timedelta(days=1))[:1]:
+            known.append(parse_iso(incident.get("primary_restored_at") or incident["opened_at"]))
+    return max(known, default=None)
+
+
+def remember_failover(resource_id: str, at: datetime) -> None:
+    recorded = _recorded_failovers()
+    recorded[resource_id.lower()] = _z(at)
+    LAST_FAILOVERS.parent.mkdir(parents=True, exist_ok=True)
+    LAST_FAILOVERS.write_text(json.dumps(recorded, indent=2, sort_keys=True))
+
+
+def refuse_back_to_back(
+    resource_id: str, *, force: bool, app: AppClient, server: str, remember: bool
+) -> None:
+    """Exit with the guard's reason unless the server may fail over now (or --force); with
+    `remember`, note this failover on this machine (the app records it only once it sees it)."""
+    from failover.config import drill_interval_from_env
+
+    at = now()
+    reason = guard(last_failover(resource_id, app, server), at, drill_interval_from_env())
+    if reason is not None and not force:
+        raise SystemExit(f"refusing the drill: {reason}")
+    if remember:
+        remember_failover(resource_id, at)
+
+
 # --- local drill ---------------------------------------------------------------------------------
 
 
-def local_drill(*, unplanned: bool, mode: str, port: int, progress: Progress) -> Report:
+def local_drill(
+    *,
+    unplanned: bool,
+    mode: str,
+    port: int,
+    progress: Progress,
+    redis: str = "standalone",
+    force: bool = False,
+) -> Report:
     from local.clients import WritingClient
-    from local.stack import SERVER, start_stack
+    from local.stack import LOCAL_REDIS_SETTING, SERVER, start_stack
 
     report = Report()
-    stack = start_stack({}, port=port, settings=APP_SETTINGS, progress=progress)
+    given = {LOCAL_REDIS_SETTING: redis}
+    stack = start_stack(given, port=port, settings=APP_SETTINGS, progress=progress)
     client: WritingClient | None = None
     try:
         app = AppClient(stack.base_url, stack.function_key)
@@ -145,16 +220,21 @@ def local_drill(*, unplanned: bool, mode: str, port: int, progress: Progress) ->
         probe.start()
         progress("the probe timer is running (management API every 0.5 s, database every 0.5 s)")
         time.sleep(3)
+        # The local pair is new for every drill: its own app's record is the only history.
+        refuse_back_to_back(str(stack.resource_id), force=force, app=app, server=SERVER, remember=False)
         started = now()
         if unplanned:
             _kill_primary(stack, progress)
+        elif mode in PLATFORM_MODES:
+            _platform_failover(stack, mode, progress)
         else:
             report.deliveries = _forced_failover(stack, app, mode, started, progress)
-        probe.join(timeout=120)
+        _sweep_while(probe, stack, seconds=120)
         client.stop()
         report.client_gap = client.longest_gap()
         progress(f"the drill's own client saw writes fail for {report.client_gap:.2f} s")
         incident_id = _await_resolution(stack, app, SERVER, started - timedelta(minutes=1), progress)
+        _await_verification(stack, app, incident_id, progress)
         _collect(stack, app, incident_id, report)
         _verify(report, expected_cause="unplanned" if unplanned else mode_cause(mode), drill=True)
     finally:
@@ -165,8 +245,29 @@ def local_drill(*, unplanned: bool, mode: str, port: int, progress: Progress) ->
     return report
 
 
+PLATFORM_MODES = ("maintenance", "scaling")  # failovers Azure starts itself, driven through the emulator
+
+
 def mode_cause(mode: str) -> str:
+    if mode in PLATFORM_MODES:
+        return mode
     return "forced" if mode.lower().startswith("forced") else "planned"
+
+
+def _platform_failover(stack: Any, mode: str, progress: Progress) -> None:
+    """A failover the platform starts: no restart request, no alert sent by the drill."""
+    from local.stack import RESOURCE_GROUP, SERVER
+
+    emulator = stack.emulator
+    if mode == "maintenance":
+        event_id = emulator.schedule_maintenance(RESOURCE_GROUP, SERVER, start=now() + timedelta(minutes=1))
+        emulator.run_maintenance(RESOURCE_GROUP, SERVER, event_id)
+        progress(f"maintenance {event_id} is InProgress; the platform fails the server over (no alert sent)")
+    else:
+        emulator.run_scaling(RESOURCE_GROUP, SERVER)
+        progress("compute scaling by failover (HA state ComputeUpdatingByFailover); no alert sent")
+    emulator.wait_for(RESOURCE_GROUP, SERVER, lambda s: s.ha_state == "Healthy" and not s.busy, timeout=120)
+    progress("the management API reports the server healthy again")
 
 
 def _kill_primary(stack: Any, progress: Progress) -> None:
@@ -273,8 +374,53 @@ def _await_resolution(
     return incident_id
 
 
+def _sweep_while(probe: threading.Thread, stack: Any, *, seconds: float) -> None:
+    """Run the sweeper every second while the probe samples (in Azure both timers run every minute,
+    side by side): verification follows its own schedule (every 2 s at first), bounded in time."""
+    deadline = time.monotonic() + seconds
+    while probe.is_alive() and time.monotonic() < deadline:
+        stack.host.run_timer_now("sweep_outbox")
+        probe.join(timeout=1)
+
+
+VERIFICATION_CARD = "failed after the failover"  # the headline of the one verification failure card
+VERIFY_WITHIN = timedelta(seconds=60)  # every verification step decided this soon after primary restored
+
+
+def _await_verification(stack: Any, app: AppClient, incident_id: str | None, progress: Progress) -> None:
+    """Run the sweeper until every verification step is decided, bounded in time."""
+    if incident_id is None:
+        return
+    progress("the sweeper verifies the new topology step by step")
+    deadline = time.monotonic() + VERIFY_WITHIN.total_seconds()
+    while time.monotonic() < deadline:
+        steps = app.incident(incident_id).get("verification") or []
+        if steps and all(s["status"] != "pending" for s in steps):
+            progress(
+                "every verification step decided: " + ", ".join(f"{s['check']} {s['status']}" for s in steps)
+            )
+            return
+        stack.host.run_timer_now("sweep_outbox")
+        time.sleep(1)
+    progress("verification did not finish in time")
+
+
+def _verification_checks(report: Report, incident: dict[str, Any]) -> None:
+    """One check per step: decided (not pending) within `VERIFY_WITHIN` of primary restored."""
+    steps = incident.get("verification") or []
+    report.check("verification steps recorded", bool(steps), f"{len(steps)} steps")
+    restored = incident.get("primary_restored_at")
+    for step in steps:
+        after = (parse_iso(step["at"]) - parse_iso(restored)).total_seconds() if restored else None
+        report.check(
+            f"verification {step['check']}",
+            step["status"] != "pending" and after is not None and after <= VERIFY_WITHIN.total_seconds(),
+            f"{step['status']} {_seconds(after)} after primary restored",
+        )
+
+
 def _collect(stack: Any, app: AppClient, incident_id: str | None, report: Report) -> None:
-    import redis
+    from failover.adapters.redis_cache import RedisTopologyCache, redis_client_factory
 
     if incident_id is None:
         return
@@ -283,10 +429,12 @@ def _collect(stack: Any, app: AppClient, incident_id: str | None, report: Report
     page = app.get(f"incidents/{quote(incident_id, safe='')}/timeline")
     report.html_path = OUT / f"timeline-{incident_id.replace('~', '_')}.html"
     report.html_path.write_bytes(page.content)
-    client = redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True, socket_timeout=2)
-    raw: dict[str, str] = client.hgetall(f"pgha:{report.incident['server']}:topology")  # type: ignore[assignment]
-    report.topology = dict(raw)
-    report.topology["epoch"] = str(client.get(f"pgha:{report.incident['server']}:epoch"))
+    cache = RedisTopologyCache(
+        redis_client_factory(stack.env["REDIS_URL"], entra_identity=None, cluster="auto"),
+        prefix=stack.env.get("REDIS_PREFIX", "pgha:"),
+    )
+    report.topology = dict(cache.read(report.incident["server"]))
+    report.topology["epoch"] = str(cache.read_epoch(report.incident["server"]))
     if stack.sink is not None:
         report.cards = [r.card for r in stack.sink.accepted if r.card]
 
@@ -325,11 +473,22 @@ def _verify(report: Report, *, expected_cause: str, drill: bool) -> None:
             f"primary zone {topology.get('primary_zone')}, version {topology.get('version')},"
             f" epoch {topology.get('epoch')}",
         )
+        failed = [s for s in incident.get("verification") or [] if s["status"] == "failed"]
+        told = [c for c in report.cards if VERIFICATION_CARD in json.dumps(c)]
         report.check(
-            "Teams cards: one per transition", 1 <= len(report.cards) <= 3, f"{len(report.cards)} cards"
+            "Teams cards: one per transition",
+            1 <= len(report.cards) - len(told) <= 3,
+            f"{len(report.cards) - len(told)} cards",
+        )
+        report.check(
+            "verification failures: one card",
+            len(told) == (1 if failed else 0),
+            f"{len(told)} card(s) for {len(failed)} failed step(s)",
         )
     sent = [n for n in incident.get("notifications", []) if n["status"] == "done"]
     report.check("notifications delivered", bool(sent), ", ".join(n["transition"] for n in sent) or "none")
+    if drill:  # Azure rebuilds a real standby in minutes: a game day prints the steps, as decided so far
+        _verification_checks(report, incident)
 
 
 def _seconds(value: float | None) -> str:
@@ -340,17 +499,24 @@ def _seconds(value: float | None) -> str:
 
 
 def game_day(
-    *, resource_id: str, app_url: str, key: str, mode: str, timeout: float, progress: Progress
+    *,
+    resource_id: str,
+    app_url: str,
+    key: str,
+    mode: str,
+    timeout: float,
+    progress: Progress,
+    force: bool = False,
 ) -> Report:
     """Fail over a real server through the management API and follow what the deployed app records."""
     from failover.adapters.arm import (
         ManagementApiInspector,
         build_client_factory,
         default_credential,
-        is_loopback_http,
         static_credential,
     )
     from failover.sources.resources import flexible_server_from_resource_id
+    from failover.urls import is_loopback_http
 
     parsed = flexible_server_from_resource_id(resource_id)
     if parsed is None:
@@ -367,6 +533,7 @@ def game_day(
     zones = f"primary zone {before.primary_zone}, standby zone {before.standby_zone}"
     progress(f"{server}: {zones}, HA {before.ha_state}")
     started = now()
+    refuse_back_to_back(rid, force=force, app=app, server=server, remember=True)
     progress(f"starting a {mode} through the management API")
     inspector.start_failover(rid, mode, wait=True)
     after = inspector.get_server(rid)
@@ -422,6 +589,10 @@ def print_report(report: Report, out: Callable[[str], None] = print) -> None:
         out("  Notifications")
         for note in incident.get("notifications", []):
             out(f"    {note['transition']:<17} {note['status']:<10} {note['at']}")
+        out("")
+        out("  Verification")
+        for step in incident.get("verification") or []:
+            out(f"    {step['check']:<19} {step['status']:<8} {step['at'][11:19]}  {step['detail'][:90]}")
     if report.topology:
         out("")
         out("  Redis topology   " + ", ".join(f"{k}={v}" for k, v in sorted(report.topology.items())))
@@ -462,12 +633,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mode",
         default="ForcedFailover",
-        choices=["ForcedFailover", "PlannedFailover", "ForcedSwitchover", "PlannedSwitchover"],
+        choices=[
+            "ForcedFailover",
+            "PlannedFailover",
+            "ForcedSwitchover",
+            "PlannedSwitchover",
+            *PLATFORM_MODES,
+        ],
+        help="a failover requested through the management API, or one the platform starts "
+        "(maintenance, scaling: local drill only)",
     )
     parser.add_argument("--port", type=int, default=0, help="runner port (default: a free one)")
+    parser.add_argument(
+        "--redis",
+        choices=["standalone", "cluster"],
+        default=os.environ.get("LOCAL_REDIS") or "standalone",
+        help="local Redis: one redis-server, or a 3-primary Redis Cluster (default: $LOCAL_REDIS)",
+    )
     parser.add_argument("--server", help="game day: the resource id of a real flexible server")
     parser.add_argument("--app-url", help="game day: the deployed app's base URL")
     parser.add_argument("--timeout", type=float, default=900, help="game day: seconds to wait for resolution")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="fail over even within DRILL_MIN_INTERVAL_MINUTES of the last failover",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = Progress()
@@ -475,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         key = os.environ.get("DRILL_FUNCTION_KEY", "")
         if not args.app_url or not key:
             parser.error("game day needs --app-url and the function key in DRILL_FUNCTION_KEY")
+        if args.mode in PLATFORM_MODES:
+            parser.error(f"--mode {args.mode} is a platform failover: the local drill only")
         report = game_day(
             resource_id=args.server,
             app_url=args.app_url,
@@ -482,9 +674,17 @@ def main(argv: list[str] | None = None) -> int:
             mode=args.mode,
             timeout=args.timeout,
             progress=progress,
+            force=args.force,
         )
     else:
-        report = local_drill(unplanned=args.unplanned, mode=args.mode, port=args.port, progress=progress)
+        report = local_drill(
+            unplanned=args.unplanned,
+            mode=args.mode,
+            port=args.port,
+            progress=progress,
+            redis=args.redis,
+            force=args.force,
+        )
     print_report(report)
     return 0 if report.passed else 1
 

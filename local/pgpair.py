@@ -285,6 +285,16 @@ def _admin(pair: PgPair, node: PgNode, *, dbname: str = "postgres") -> Iterator[
         conn.close()
 
 
+def run_as_superuser(pair: PgPair, *statements: Any, dbname: str = APP_DB) -> None:
+    """Run statements (str or ``psycopg.sql`` objects) on the primary as the superuser.
+
+    For local tests and drills that change roles and grants (the ``app`` role is not a superuser).
+    """
+    with _admin(pair, pair.primary, dbname=dbname) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
 def _wait(what: str, predicate: Any, *, timeout: float, interval: float = 0.05) -> None:
     """Poll ``predicate()`` until truthy; bounded by ``timeout`` and by a loop count."""
     deadline = time.monotonic() + timeout

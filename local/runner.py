@@ -15,17 +15,30 @@ What it does, built on Werkzeug (which ``azure-functions`` already installs):
 - Event Grid triggers at ``POST /runtime/webhooks/eventgrid?functionName=<name>``
   (``aeg-event-type`` SubscriptionValidation / Notification / Unsubscribe), key required;
 - timer triggers on their 6-field NCRONTAB schedules (UTC), ``run_on_startup`` honoured, a run
-  never overlapping with itself.
+  never overlapping with itself;
+- queue triggers from Azure Storage queues (Azurite's queue service locally), through the real
+  ``azure-storage-queue`` client and the ``azure.functions`` QueueMessage binding, as host.json
+  ``extensions.queues`` says (``QueueOptions``): batches of ``batchSize``, a new poll once no more
+  than ``newBatchThreshold`` run, polling slower up to ``maxPollingInterval`` while the queue is
+  empty, a running message kept hidden (its visibility renewed), deleted on success, visible
+  again after ``visibilityTimeout`` on failure, and moved to ``<queue>-poison`` once it was taken
+  ``maxDequeueCount`` times; base64 message bodies unless ``messageEncoding`` is ``none``.
 
 What it must not do: listen anywhere but the host it is given (loopback by default); log the
 function key, a ``code`` query parameter or any full query string or URL; leak exception details
 or the key in a response body; hold a second route table beside the app's own decorators; change
 the app or the functions it serves.
 
-Differences from the real host, on purpose or for lack of need: one key serves every auth level
-(no master/system keys); literal route segments match case-sensitively; the ``/api`` prefix is
-fixed (``host.json`` ``routePrefix`` is not read); Event Grid events of one delivery run one
-after another, not in parallel; only HTTP, Event Grid and timer triggers are served.
+Keys: the host key (``LOCAL_FUNCTION_KEY``) opens every route; a function key
+(``LOCAL_FUNCTION_KEY_<FUNCTION_NAME>``, e.g. ``LOCAL_FUNCTION_KEY_POST_ALERT``) opens only that
+HTTP function, as ``az functionapp function keys set`` does in Azure.
+
+Differences from the real host, on purpose or for lack of need: the host key serves every auth
+level and the Event Grid webhook (no master/system keys); literal route segments match
+case-sensitively; the ``/api`` prefix is fixed (``host.json`` ``routePrefix`` is not read); Event
+Grid events of one delivery run one after another, not in parallel; only HTTP, Event Grid, timer
+and queue triggers are served; a queue listener's pool is sized ``batchSize + newBatchThreshold``
+(the host's own limit) and every listener shares the process.
 
 Run: ``LOCAL_FUNCTION_KEY=... python -m local.runner --app function_app --port 7071``.
 """
@@ -34,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import hmac
 import importlib
 import inspect
@@ -51,6 +66,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +79,15 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from failover.log_setup import configure_logging
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger("local.runner")  # not __name__: that is "__main__" under python -m
 
 KEY_ENV_VAR = "LOCAL_FUNCTION_KEY"
+FUNCTION_KEY_ENV_PREFIX = "LOCAL_FUNCTION_KEY_"  # + the function's name: LOCAL_FUNCTION_KEY_POST_ALERT
 KEY_HEADER = "x-functions-key"
 KEY_QUERY_PARAM = "code"
 ROUTE_PREFIX = "api"
@@ -81,6 +100,7 @@ PAST_DUE_SLACK = timedelta(seconds=1)  # a tick later than this is reported as p
 _HTTP_TRIGGER = "httpTrigger"
 _EVENTGRID_TRIGGER = "eventGridTrigger"
 _TIMER_TRIGGER = "timerTrigger"
+_QUEUE_TRIGGER = "queueTrigger"
 _MAX_TIMER_WAIT_SECONDS = 0.5  # how often a sleeping timer re-reads the clock (and the stop flag)
 _JOIN_TIMEOUT_SECONDS = 5.0
 _READ_CHUNK_BYTES = 64 * 1024
@@ -423,6 +443,258 @@ class _EventLoopThread:
 
 
 # --------------------------------------------------------------------------------------------
+# Queue triggers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """host.json ``extensions.queues``, with the host's defaults where a key is missing.
+
+    The host takes up to ``batch_size`` messages per poll and polls again once no more than
+    ``new_batch_threshold`` run; an empty queue is polled less and less often, up to
+    ``max_polling_interval``. A message that failed becomes visible again after
+    ``visibility_timeout``; one taken ``max_dequeue_count`` times goes to ``<queue>-poison``.
+    """
+
+    batch_size: int = 16
+    new_batch_threshold: int | None = None  # None: batch_size // 2, as the host
+    visibility_timeout: timedelta = timedelta(0)
+    max_dequeue_count: int = 5
+    max_polling_interval: timedelta = timedelta(minutes=1)
+    message_encoding: str = "base64"  # or "none"
+
+    @property
+    def threshold(self) -> int:
+        return self.batch_size // 2 if self.new_batch_threshold is None else self.new_batch_threshold
+
+    @classmethod
+    def from_host_json(cls, path: Path) -> QueueOptions:
+        """Read ``extensions.queues`` of a host.json; a missing file or section gives the defaults."""
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        section = raw.get("extensions", {}).get("queues", {}) if isinstance(raw, dict) else {}
+        if not isinstance(section, dict):
+            raise ValueError(f"{path}: extensions.queues must be an object")
+        known = {k.lower(): v for k, v in section.items()}
+        defaults = cls()
+        return cls(
+            batch_size=int(known.get("batchsize", defaults.batch_size)),
+            new_batch_threshold=(int(known["newbatchthreshold"]) if "newbatchthreshold" in known else None),
+            visibility_timeout=_timespan(known.get("visibilitytimeout"), defaults.visibility_timeout),
+            max_dequeue_count=int(known.get("maxdequeuecount", defaults.max_dequeue_count)),
+            max_polling_interval=_timespan(known.get("maxpollinginterval"), defaults.max_polling_interval),
+            message_encoding=str(known.get("messageencoding", defaults.message_encoding)).lower(),
+        )
+
+
+def _timespan(value: object, default: timedelta) -> timedelta:
+    """A host.json time span: ``hh:mm:ss`` (``d.hh:mm:ss``, fractions allowed) or milliseconds."""
+    if value is None:
+        return default
+    if isinstance(value, int | float):
+        return timedelta(milliseconds=value)
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)", str(value).strip())
+    if match is None:
+        raise ValueError(f"host.json: {value!r} is not a time span (hh:mm:ss)")
+    days, hours, minutes, seconds = match.groups()
+    return timedelta(days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+
+
+@dataclass
+class _QueueFunction:
+    name: str
+    arg_name: str
+    function: UserFunction
+    queue_name: str
+    connection: str  # the app setting holding the storage connection string
+
+
+_QUEUE_LEASE = timedelta(minutes=1)  # a running message stays hidden this long, renewed at half of it
+_MIN_POLL_SECONDS = 0.1
+
+
+class _QueueListener:
+    """Polls one queue for one function and runs its messages the way the Functions host does."""
+
+    def __init__(
+        self, host: FunctionHost, function: _QueueFunction, options: QueueOptions, stopping: threading.Event
+    ) -> None:
+        from azure.storage.queue import QueueClient
+
+        connection = os.environ.get(function.connection)
+        if not connection:
+            raise ValueError(
+                f"queue function {function.name}: setting {function.connection!r} (its connection) is not set"
+            )
+        self._host = host
+        self._function = function
+        self._options = options
+        self._stopping = stopping
+        self._client = QueueClient.from_connection_string(connection, function.queue_name)
+        self._poison = QueueClient.from_connection_string(connection, f"{function.queue_name}-poison")
+        self._running = threading.Semaphore(0)
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._pool: Any = None
+
+    def run(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self._client.create_queue()
+        options = self._options
+        wait = _MIN_POLL_SECONDS
+        queue = self._function.queue_name
+        workers = options.batch_size + options.threshold
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"functions-queue-{self._function.name}") as pool:
+            self._pool = pool
+            while not self._stopping.is_set():
+                with self._lock:
+                    room = self._in_flight <= options.threshold
+                taken = 0
+                if room:
+                    try:
+                        taken = self._poll()
+                    except AzureError as exc:
+                        logger.warning("queue %s: polling failed: %s", queue, type(exc).__name__)
+                if taken:
+                    wait = _MIN_POLL_SECONDS
+                    continue
+                self._stopping.wait(wait)
+                if room:  # an empty queue is polled less and less often, as in the host
+                    wait = min(wait * 2, options.max_polling_interval.total_seconds())
+
+    def _poll(self) -> int:
+        lease = int(_QUEUE_LEASE.total_seconds())
+        messages = list(
+            self._client.receive_messages(max_messages=self._options.batch_size, visibility_timeout=lease)
+        )
+        for message in messages:
+            with self._lock:
+                self._in_flight += 1
+            self._pool.submit(self._process, message)
+        return len(messages)
+
+    def _process(self, message: Any) -> None:
+        try:
+            self._handle(message)
+        except Exception:  # the listener must survive anything one message does
+            logger.exception(
+                "queue %s: message %s could not be settled", self._function.queue_name, message.id
+            )
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _handle(self, message: Any) -> None:
+        function, options = self._function, self._options
+        if message.dequeue_count > options.max_dequeue_count:
+            self._to_poison(message, "taken more than maxDequeueCount times")
+            return
+        body = self._body(message.content)
+        if body is None:
+            self._to_poison(message, f"not {options.message_encoding} encoded")
+            return
+        renewal = _Renewal(self._client, message, _QUEUE_LEASE)
+        try:
+            self._host._call(function.function, {function.arg_name: _queue_message(message, body)})
+        except Exception:
+            renewal.stop()
+            logger.exception(
+                "function %s failed on message %s (dequeue count %d)",
+                function.name,
+                message.id,
+                message.dequeue_count,
+            )
+            if message.dequeue_count >= options.max_dequeue_count:
+                self._to_poison(message, f"failed {message.dequeue_count} times")
+            else:
+                retry = int(options.visibility_timeout.total_seconds())
+                self._client.update_message(message.id, renewal.pop_receipt, visibility_timeout=retry)
+            return
+        renewal.stop()
+        self._client.delete_message(message.id, renewal.pop_receipt)
+        logger.info("function %s: queue message %s done", function.name, message.id)
+
+    def _body(self, content: object) -> bytes | None:
+        text = content if isinstance(content, str) else ""
+        if self._options.message_encoding != "base64":
+            return text.encode("utf-8")
+        try:
+            return base64.b64decode(text, validate=True)
+        except ValueError:
+            return None
+
+    def _to_poison(self, message: Any, why: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self._poison.create_queue()
+        self._poison.send_message(message.content)
+        self._client.delete_message(message.id, message.pop_receipt)
+        logger.warning(
+            "queue %s: message %s moved to %s-poison (%s)",
+            self._function.queue_name,
+            message.id,
+            self._function.queue_name,
+            why,
+        )
+
+
+class _Renewal:
+    """Keeps a running message hidden: its visibility is pushed out at half the lease, until stopped."""
+
+    def __init__(self, client: Any, message: Any, lease: timedelta) -> None:
+        self._client = client
+        self._id = message.id
+        self.pop_receipt: str = message.pop_receipt
+        self._lease = lease
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, name=f"functions-queue-renew-{self._id}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        from azure.core.exceptions import AzureError
+
+        seconds = self._lease.total_seconds()
+        while not self._stop.wait(seconds / 2):
+            try:
+                with self._lock:
+                    updated = self._client.update_message(
+                        self._id, self.pop_receipt, visibility_timeout=int(seconds)
+                    )
+                    self.pop_receipt = updated.pop_receipt
+            except AzureError as exc:
+                logger.warning("queue message %s: visibility not renewed: %s", self._id, type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(_JOIN_TIMEOUT_SECONDS)
+
+
+def _queue_message(message: Any, body: bytes) -> func.QueueMessage:
+    from azure.functions.queue import QueueMessage
+
+    return QueueMessage(  # type: ignore[no-untyped-call]
+        id=message.id,
+        body=body,
+        dequeue_count=message.dequeue_count,
+        expiration_time=message.expires_on,
+        insertion_time=message.inserted_on,
+        time_next_visible=message.next_visible_on,
+        pop_receipt=message.pop_receipt,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------------------------
 
@@ -519,11 +791,14 @@ class FunctionHost:
         app: func.FunctionApp,
         *,
         function_key: str,
+        function_keys: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 7071,
         run_timers: bool = True,
         clock: Callable[[], datetime] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        run_queues: bool = True,
+        queue_options: QueueOptions | None = None,
     ) -> None:
         if not function_key:
             raise ValueError("function_key must not be empty")
@@ -536,7 +811,11 @@ class FunctionHost:
         self._http: dict[str, _HttpFunction] = {}
         self._event_grid: dict[str, _EventGridFunction] = {}  # keyed by lower-cased name
         self._timers: dict[str, _TimerFunction] = {}
+        self._queues: dict[str, _QueueFunction] = {}
+        self._run_queues = run_queues
+        self._queue_options = queue_options or QueueOptions()
         self._read_functions(registered_functions(app))
+        self._function_keys = self._check_function_keys(function_keys or {})
         self._url_map = self._build_url_map()
         self._schedules = (
             {name: self._schedule_of(timer) for name, timer in self._timers.items()} if run_timers else {}
@@ -569,11 +848,15 @@ class FunctionHost:
         self._spawn(f"functions-http-{self.port}", server.serve_forever)
         for timer in self._timers.values() if self._run_timers else ():
             self._spawn(f"functions-timer-{timer.name}", self._timer_loop, timer)
+        for queued in self._queues.values() if self._run_queues else ():
+            queue_listener = _QueueListener(self, queued, self._queue_options, self._stopping)
+            self._spawn(f"functions-queue-{queued.name}", queue_listener.run)
         logger.info(
-            "serving %d HTTP route(s), %d Event Grid and %d timer function(s) at %s",
+            "serving %d HTTP route(s), %d Event Grid, %d timer and %d queue function(s) at %s",
             len(self._http),
             len(self._event_grid),
             len(self._timers),
+            len(self._queues),
             self.base_url,
         )
 
@@ -649,6 +932,10 @@ class FunctionHost:
                 )
             elif kind == _EVENTGRID_TRIGGER:
                 self._event_grid[name.lower()] = _EventGridFunction(name, trigger.name, user_function)
+            elif kind == _QUEUE_TRIGGER:
+                self._queues[name] = _QueueFunction(
+                    name, trigger.name, user_function, str(trigger.queue_name), str(trigger.connection)
+                )
             elif kind == _TIMER_TRIGGER:
                 self._timers[name] = _TimerFunction(
                     name, trigger.name, user_function, trigger.schedule, bool(trigger.run_on_startup)
@@ -714,7 +1001,7 @@ class FunctionHost:
             return _empty(404)
         assert isinstance(endpoint, _Endpoint)
         function = self._http[endpoint.function_name]
-        if function.requires_key and not self._authorized(request):
+        if function.requires_key and not self._authorized(request, function.name):
             return _empty(401)
         body = self._read_body(request)
         if body is None:
@@ -744,12 +1031,29 @@ class FunctionHost:
         )
         return response
 
-    def _authorized(self, request: Request) -> bool:
+    def _authorized(self, request: Request, function_name: str | None = None) -> bool:
+        """The host key opens everything; a function key opens only its own HTTP function."""
         # The header wins over the query parameter, as in the host.
         supplied = request.headers.get(KEY_HEADER)
         if supplied is None:
             supplied = request.args.get(KEY_QUERY_PARAM)
-        return supplied is not None and hmac.compare_digest(supplied.encode("utf-8"), self._key)
+        if supplied is None:
+            return False
+        given = supplied.encode("utf-8")
+        own = self._function_keys.get(function_name.lower()) if function_name else None
+        host_ok = hmac.compare_digest(given, self._key)
+        return host_ok or (own is not None and hmac.compare_digest(given, own))
+
+    def _check_function_keys(self, keys: Mapping[str, str]) -> dict[str, bytes]:
+        known = {name.lower() for name in self._http}
+        checked: dict[str, bytes] = {}
+        for name, key in keys.items():
+            if name.lower() not in known:
+                raise ValueError(f"a function key is set for {name!r}, not an HTTP function of this app")
+            if not key:
+                raise ValueError(f"the function key of {name} must not be empty")
+            checked[name.lower()] = key.encode("utf-8")
+        return checked
 
     def _read_body(self, request: Request) -> bytes | None:
         """The whole body, or None if it is over the cap (checked before and while reading)."""
@@ -784,7 +1088,7 @@ class FunctionHost:
             return _empty(413)
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the decoder reads is not JSON to us
             return _json(400, {"error": "body is not valid JSON"})
         events = payload if isinstance(payload, list) else [payload]
         if not all(isinstance(event, dict) for event in events):
@@ -861,11 +1165,33 @@ class FunctionHost:
 # --------------------------------------------------------------------------------------------
 
 
+def function_keys_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Per-function keys from ``LOCAL_FUNCTION_KEY_<FUNCTION_NAME>`` settings: {function name: key}."""
+    return {
+        name[len(FUNCTION_KEY_ENV_PREFIX) :].lower(): value
+        for name, value in env.items()
+        if name.upper().startswith(FUNCTION_KEY_ENV_PREFIX) and len(name) > len(FUNCTION_KEY_ENV_PREFIX)
+    }
+
+
 def serve_forever(
-    app: func.FunctionApp, *, function_key: str, host: str = "127.0.0.1", port: int = 7071
+    app: func.FunctionApp,
+    *,
+    function_key: str,
+    function_keys: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7071,
+    queue_options: QueueOptions | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then stop cleanly."""
-    runner = FunctionHost(app, function_key=function_key, host=host, port=port)
+    runner = FunctionHost(
+        app,
+        function_key=function_key,
+        function_keys=function_keys,
+        host=host,
+        port=port,
+        queue_options=queue_options,
+    )
     stop = threading.Event()
 
     received: list[int] = []
@@ -901,8 +1227,9 @@ def _load_app(spec: str) -> func.FunctionApp:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m local.runner",
-        description=f"Serve a FunctionApp locally the way the Functions host does. The function key is read "
-        f"from the environment variable {KEY_ENV_VAR}.",
+        description="Serve a FunctionApp locally the way the Functions host does. The host key is read "
+        f"from the environment variable {KEY_ENV_VAR}, function keys from "
+        f"{FUNCTION_KEY_ENV_PREFIX}<FUNCTION_NAME>.",
     )
     parser.add_argument(
         "--app",
@@ -923,7 +1250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve_forever(_load_app(args.app), function_key=key, host=args.host, port=args.port)
+    configure_logging()
+    serve_forever(
+        _load_app(args.app),
+        function_key=key,
+        function_keys=function_keys_from_env(os.environ),
+        host=args.host,
+        port=args.port,
+        queue_options=QueueOptions.from_host_json(Path.cwd() / "host.json"),
+    )
     return 0
 
 

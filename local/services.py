@@ -1,7 +1,8 @@
-"""Local stand-ins for the Azure services: Azurite (Table storage) and redis-server, on loopback.
+"""Local stand-ins for the Azure services: Azurite (Table and Queue storage) and Redis, on loopback.
 
 Layer: local tooling, never deployed. Used by the tests, `make serve` and the drill to start what
-is not already running. It installs Azurite from npm into `.cache/node` when missing and never
+is not already running: standalone redis-server, or a 3-primary Redis Cluster (`LocalRedisCluster`,
+also used by the test fixtures). It installs Azurite from npm into `.cache/node` when missing and never
 downloads anything else. Every process it starts is stopped by `stop()`.
 """
 
@@ -51,18 +52,20 @@ def wait_for_port(port: int, *, seconds: float, process: subprocess.Popen[bytes]
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds:.0f} s")
 
 
-def azurite_connection_string(port: int) -> str:
-    if port == 10002:
+def azurite_connection_string(port: int, queue_port: int | None = None) -> str:
+    """Azurite's Table service on `port` (and its Queue service on `queue_port`, when given)."""
+    if port == 10002 and queue_port in (None, 10001):
         return "UseDevelopmentStorage=true"
+    queue = f";QueueEndpoint=http://127.0.0.1:{queue_port}/{AZURITE_ACCOUNT}" if queue_port else ""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"TableEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        f"TableEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}{queue}"
     )
 
 
-def azurite_binary() -> Path:
-    """The azurite-table entry point, installed from npm into .cache/node on first use."""
-    binary = NODE_DIR / "node_modules" / ".bin" / "azurite-table"
+def azurite_binary(service: str = "table") -> Path:
+    """An Azurite entry point (azurite-table, azurite-queue), installed from npm on first use."""
+    binary = NODE_DIR / "node_modules" / ".bin" / f"azurite-{service}"
     if binary.exists():
         return binary
     npm = shutil.which("npm")
@@ -79,24 +82,155 @@ def azurite_binary() -> Path:
     return binary
 
 
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of `masters` primaries (no replicas) on loopback, nothing kept on disk.
+
+    Each node gets a free client port and a free cluster-bus port (`--cluster-port`, so a client
+    port above 55535 still works); `redis-cli --cluster create` assigns the 16384 slots evenly.
+    `start()` returns once every node reports `cluster_state:ok`; `stop()` removes everything.
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        if masters < 3:
+            raise ValueError("redis-cli --cluster create needs at least 3 primaries")
+        self.ports = tuple(free_port() for _ in range(masters))
+        self.workdir = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(f"redis://127.0.0.1:{port}/0" for port in self.ports)
+
+    def start(self, seconds: float = 30.0) -> LocalRedisCluster:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if server is None or cli is None:
+            raise RuntimeError("redis-server or redis-cli is missing: apt-get install redis-server")
+        try:
+            for port in self.ports:
+                self.processes.append(self._node(server, port))
+            for port, process in zip(self.ports, self.processes, strict=True):
+                wait_for_port(port, seconds=10, process=process)
+            nodes = [f"127.0.0.1:{port}" for port in self.ports]
+            subprocess.run(
+                [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                timeout=seconds,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self._wait_ok(cli, seconds)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("redis cluster started on 127.0.0.1 ports %s", ", ".join(map(str, self.ports)))
+        return self
+
+    def _node(self, binary: str, port: int) -> subprocess.Popen[bytes]:
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir()
+        return subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(free_port()),
+                "--cluster-config-file",
+                str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout",
+                "5000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(node_dir),
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                str(node_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def _wait_ok(self, cli: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        pending = list(self.ports)
+        while pending and time.monotonic() < deadline:
+            answer = subprocess.run(
+                [cli, "-h", "127.0.0.1", "-p", str(pending[0]), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout
+            if "cluster_state:ok" in answer:
+                pending.pop(0)
+            else:
+                time.sleep(0.1)
+        if pending:
+            raise RuntimeError(f"redis cluster not ok after {seconds:.0f} s (node 127.0.0.1:{pending[0]})")
+
+    def stop_node(self, index: int) -> None:
+        """Stop one primary (its slots stop being served; the others keep running)."""
+        _stop_process(self.processes[index])
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            _stop_process(process)
+        self.processes.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 @dataclass
 class LocalServices:
     """Processes started here, so they can all be stopped together."""
 
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     temp_dirs: list[str] = field(default_factory=list)
+    clusters: list[LocalRedisCluster] = field(default_factory=list)
 
     def azurite(self, port: int = 10002) -> str:
         """Azurite's Table service on `port` (started unless something listens there already)."""
+        self._azurite("table", port)
+        return azurite_connection_string(port)
+
+    def azurite_queue(self, port: int = 10001) -> int:
+        """Azurite's Queue service on `port` (started unless something listens there already)."""
+        self._azurite("queue", port)
+        return port
+
+    def _azurite(self, service: str, port: int) -> None:
         if not port_open(port):
             workdir = tempfile.mkdtemp(prefix="azurite-")
             self.temp_dirs.append(workdir)
             process = subprocess.Popen(
                 [
-                    str(azurite_binary()),
-                    "--tableHost",
+                    str(azurite_binary(service)),
+                    f"--{service}Host",
                     "127.0.0.1",
-                    "--tablePort",
+                    f"--{service}Port",
                     str(port),
                     "--inMemoryPersistence",
                     "--disableTelemetry",
@@ -108,8 +242,7 @@ class LocalServices:
             )
             self.processes.append(process)
             wait_for_port(port, seconds=30, process=process)
-            log.info("azurite started on 127.0.0.1:%d", port)
-        return azurite_connection_string(port)
+            log.info("azurite %s service started on 127.0.0.1:%d", service, port)
 
     def redis(self, port: int | None = None) -> str:
         """A throwaway redis-server on loopback that keeps nothing on disk."""
@@ -141,15 +274,18 @@ class LocalServices:
             wait_for_port(port, seconds=10, process=process)
         return f"redis://127.0.0.1:{port}/0"
 
+    def redis_cluster(self, masters: int = 3) -> str:
+        """A throwaway Redis Cluster of `masters` primaries on loopback; its URL names one node."""
+        cluster = LocalRedisCluster(masters).start()
+        self.clusters.append(cluster)
+        return cluster.url
+
     def stop(self) -> None:
+        for cluster in reversed(self.clusters):
+            cluster.stop()
+        self.clusters.clear()
         for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            _stop_process(process)
         self.processes.clear()
         for directory in self.temp_dirs:
             shutil.rmtree(directory, ignore_errors=True)

@@ -1,7 +1,8 @@
 """The whole product on one machine: local services plus the app served by the local runner.
 
 Layer: local tooling, never deployed. Starts, on loopback only, whatever the environment does not
-already provide: Azurite (Table storage), redis-server, a real PostgreSQL primary and synchronous
+already provide: Azurite (Table storage and queues), redis-server (or with `LOCAL_REDIS=cluster` a 3-primary
+Redis Cluster), a real PostgreSQL primary and synchronous
 standby, the management API emulator backed by that pair, a Teams Workflows webhook sink, and
 `function_app` served by `local.runner.FunctionHost`. Settings given in the environment win (a real
 Teams webhook, another Redis); `stop()` stops exactly what was started here.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.services import LocalServices, free_port, port_open
+from local.services import LocalServices, azurite_connection_string, free_port, port_open
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ SUBSCRIPTION = "00000000-0000-0000-0000-00000000d0d0"
 RESOURCE_GROUP = "rg-drill"
 SERVER = "pg-drill-01"
 FUNCTION_KEY_SETTING = "LOCAL_FUNCTION_KEY"
+LOCAL_REDIS_SETTING = "LOCAL_REDIS"  # standalone (default) or cluster: what to start when REDIS_URL is unset
 Progress = Callable[[str], None]
 
 
@@ -108,6 +110,9 @@ _APP_SETTINGS = {
     "REDIS_PREFIX",
     "REDIS_ENTRA_IDENTITY",
     "REDIS_INVALIDATE_PATTERNS",
+    "REDIS_CLUSTER",
+    "REDIS_INVALIDATE_SECONDS",
+    "REDIS_INVALIDATE_MAX_KEYS",
     "TEAMS_WEBHOOK_URL",
     "TEAMS_ROUTES",
     "MAINTENANCE_WINDOWS",
@@ -141,14 +146,26 @@ _APP_SETTINGS = {
 def _storage(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
     if given.get("AzureWebJobsStorage"):
         return
-    azurite_port = free_port()
-    progress(f"starting Azurite (Table storage) on 127.0.0.1:{azurite_port}")
-    env["AzureWebJobsStorage"] = stack.services.azurite(azurite_port)
+    table_port, queue_port = free_port(), free_port()
+    progress(f"starting Azurite (Table storage 127.0.0.1:{table_port}, queues 127.0.0.1:{queue_port})")
+    stack.services.azurite(table_port)
+    stack.services.azurite_queue(queue_port)
+    env["AzureWebJobsStorage"] = azurite_connection_string(table_port, queue_port)
     stack.started.append("azurite")
 
 
 def _redis(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+    """A standalone redis-server, or with `LOCAL_REDIS=cluster` a 3-primary Redis Cluster."""
     if given.get("REDIS_URL"):
+        return
+    mode = (given.get(LOCAL_REDIS_SETTING) or "standalone").strip().lower()
+    if mode not in ("standalone", "cluster"):
+        raise RuntimeError(f"{LOCAL_REDIS_SETTING}: expected standalone or cluster")
+    if mode == "cluster":
+        progress("starting a Redis Cluster (3 primaries) on loopback")
+        env["REDIS_URL"] = stack.services.redis_cluster(3)
+        env["REDIS_CLUSTER"] = "true"
+        stack.started.append("redis-cluster")
         return
     progress("starting redis-server on loopback")
     env["REDIS_URL"] = stack.services.redis()
@@ -201,13 +218,21 @@ def _database_and_arm(
 def _serve(stack: LocalStack, port: int, progress: Progress) -> None:
     import function_app
     from handlers._runtime import set_runtime
-    from local.runner import FunctionHost
+    from local.runner import FunctionHost, QueueOptions, function_keys_from_env
+    from local.services import ROOT
 
     if port and port_open(port):
         raise RuntimeError(f"127.0.0.1:{port} is taken; choose another port")
     os.environ.update(stack.env)
     set_runtime(None)  # the app builds its runtime from these settings on first use
-    stack.host = FunctionHost(function_app.app, function_key=stack.function_key, port=port, run_timers=True)
+    stack.host = FunctionHost(
+        function_app.app,
+        queue_options=QueueOptions.from_host_json(ROOT / "host.json"),
+        function_key=stack.function_key,
+        function_keys=function_keys_from_env(os.environ),
+        port=port,
+        run_timers=True,
+    )
     stack.host.start()
     stack._stoppers.append(stack.host.stop)
     os.environ.setdefault("PUBLIC_BASE_URL", stack.host.base_url)

@@ -1,11 +1,12 @@
-"""Small builders for signals in tests (pure values; no I/O)."""
+"""Small builders for signals and incidents in tests (pure values; no I/O)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from failover.model import Cause, Signal, SignalKind, Source
+from failover.model import Cause, Incident, IncidentStatus, Signal, SignalKind, Source, Transition
 
 T0 = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
 RESOURCE = (
@@ -40,3 +41,48 @@ def signal(
         summary=f"{kind.value} at +{seconds}s",
         details=details or {},
     )
+
+
+def incident(
+    transition: Transition = Transition.OPENED, *, server: str = "pg-prod-01", **changes: Any
+) -> Incident:
+    """A planned failover of `server` as it stands after `transition` (zones 1 -> 2), then `changes`."""
+    base = Incident(
+        incident_id=f"{server}~20261125T071602Z",
+        server=server,
+        resource_id=RESOURCE.format(server=server),
+        status=IncidentStatus.OPEN,
+        cause=Cause.PLANNED,
+        cause_confidence=3,
+        opened_at=T0,
+        last_signal_at=T0,
+        primary_zone_before="1",
+        ha_state="FailingOver",
+        transitions=(Transition.OPENED,),
+    )
+    if transition is not Transition.OPENED:
+        base = replace(
+            base,
+            primary_restored_at=T0 + timedelta(seconds=41),
+            primary_zone_after="2",
+            standby_zone_after="1",
+            write_downtime_seconds=12.43,
+            ha_state="ReplicatingData",
+            transitions=(Transition.OPENED, Transition.PRIMARY_RESTORED),
+        )
+    if transition is Transition.RESOLVED:
+        base = replace(
+            base,
+            status=IncidentStatus.RESOLVED,
+            resolved_at=T0 + timedelta(minutes=9),
+            ha_state="Healthy",
+            transitions=(*base.transitions, Transition.RESOLVED),
+        )
+    if transition is Transition.STALE:
+        base = replace(
+            base,
+            status=IncidentStatus.STALE,
+            stale_at=T0 + timedelta(hours=2),
+            transitions=(*base.transitions, Transition.STALE),
+        )
+    return replace(base, **changes)

@@ -57,9 +57,13 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2026, 11, 25, 7, 30, tzinfo=timezone.utc)
+        self.tick = 0.0  # seconds each reading moves the clock on (0: it moves only when told)
 
     def __call__(self) -> datetime:
-        return self.now
+        now = self.now
+        if self.tick:
+            self.now += timedelta(seconds=self.tick)
+        return now
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)

@@ -11,24 +11,29 @@ azure-identity are imported inside the functions that need them; ``import failov
 stays cheap), build a client per call (``build_client_factory`` builds one per subscription,
 lazily, and reuses it), allow plain HTTP to anything but loopback, or put a token, an
 Authorization header or a full request URL with its query into a message or a log line.
+
+Size: over 400 lines because it is the one module that speaks to the management API (server,
+replicas, maintenance events, failover, discovery) with one error translation.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from failover.errors import InspectorError, InspectorUnavailableError
-from failover.ports import ReplicaView, ServerView
+from failover.ports import MaintenanceEvent, ReplicaView, ServerView
+from failover.secrets import redact
+from failover.timeutil import parse_iso
+from failover.urls import is_loopback_http, parse_retry_after
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, TokenCredential
@@ -98,22 +103,6 @@ def default_credential(*, managed_identity_client_id: str | None = None) -> Toke
 
 
 # --------------------------------------------------------------------------- client factory
-
-
-def is_loopback_http(url: str | None) -> bool:
-    """Whether ``url`` is plain http to 127.0.0.0/8, ::1 or localhost."""
-    if not url:
-        return False
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        return False
-    host = parts.hostname
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class CachedClientFactory:
@@ -264,47 +253,15 @@ def _short(text: str | None, limit: int = 200) -> str:
     return (text or "")[:limit]
 
 
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs
-    re.compile(r"(?i)(sig|code|token|access_token|client_secret|password)=[^&\s'\"]+"),
-)
-_URL = re.compile(r"https?://[^\s'\"]+")
-
-
-def redact(text: str) -> str:
-    """Drop tokens, secrets in query strings and full URLs (kept: scheme, host and path)."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(
-            lambda m: m.group(0).split("=", 1)[0] + "=***" if "=" in m.group(0) else "***", text
-        )
-
-    def strip_url(match: re.Match[str]) -> str:
-        parts = urlsplit(match.group(0))
-        return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-    return _URL.sub(strip_url, text)
-
-
 # --------------------------------------------------------------------------- error translation
 
 
 def _retry_after(error: Any) -> float | None:
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = getattr(getattr(error, "response", None), "headers", None)
     if not headers:
         return None
     raw = headers.get("Retry-After") or headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(raw, datetime.now(timezone.utc))
 
 
 def _arm_detail(error: Any) -> str:
@@ -312,7 +269,7 @@ def _arm_detail(error: Any) -> str:
     code = _text(getattr(inner, "code", None))
     message = _text(getattr(inner, "message", None))
     if code or message:
-        return redact(f"{code or 'Error'}: {_short(message, 300)}")
+        return redact(f"{code or 'Error'}: {message or ''}", limit=300)
     reason = _text(getattr(error, "reason", None))
     return reason or type(error).__name__
 
@@ -492,6 +449,27 @@ class ManagementApiInspector:
         logger.info("arm: discovered %d HA servers in %d scopes", len(found), len(scopes))
         return tuple(sorted(found))
 
+    def maintenance_events(self, resource_id: str, upcoming: bool = True) -> tuple[MaintenanceEvent, ...]:
+        """``maintenanceEvents`` of one server, filtered Upcoming (Planned, InProgress) or Past."""
+        ref = parse_server_id(resource_id)
+        client = self._client(ref.subscription_id, scope=ref.name)
+        status_filter = "Upcoming" if upcoming else "Past"
+
+        def fetch() -> tuple[MaintenanceEvent, ...]:
+            out: list[MaintenanceEvent] = []
+            for item in client.maintenance_events.list(
+                ref.resource_group, ref.name, maintenance_status=status_filter
+            ):
+                out.append(_maintenance_event(item, ref))
+                if len(out) >= _MAX_ITEMS:
+                    break
+            return tuple(out)
+
+        events: tuple[MaintenanceEvent, ...] = self._call(
+            f"list the {status_filter.lower()} maintenance events of", ref.label, fetch
+        )
+        return events
+
 
 def _server_view(server: Any, ref: ServerRef, replicas: tuple[ReplicaView, ...]) -> ServerView:
     rid = _text(getattr(server, "id", None)) or ref.resource_id
@@ -511,6 +489,54 @@ def _server_view(server: Any, ref: ServerRef, replicas: tuple[ReplicaView, ...])
     )
 
 
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+def duration_seconds(text: str | None) -> float | None:
+    """An ISO 8601 day-time duration (``PT60S``, ``PT1M30S``, ``P1DT2H``) in seconds; None if not one."""
+    match = _DURATION.match((text or "").strip())
+    if match is None or not any(match.groupdict().values()):
+        return None
+    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
+    return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+def _maintenance_event(item: Any, ref: ServerRef) -> MaintenanceEvent:
+    """Read the raw JSON (open strings; a malformed time is None, never an error)."""
+    raw: Mapping[str, Any] = item if isinstance(item, Mapping) else {}
+    props = raw.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    name = _text(raw.get("name"))
+    event_id = _text(props.get("maintenanceEventId")) or name or ""
+    downtime = _text(props.get("estimatedDowntime"))
+    deferrable = props.get("deferrable")
+    return MaintenanceEvent(
+        event_id=_short(event_id, 120),
+        server=ref.name.lower(),
+        status=_text(props.get("status")),
+        maintenance_type=_text(props.get("maintenanceType")),
+        start_at=_time(props.get("startTime")),
+        end_at=_time(props.get("endTime")),
+        description=_short(_text(props.get("description")), 500) or None,
+        estimated_downtime=downtime,
+        estimated_downtime_seconds=duration_seconds(downtime),
+        deferrable=deferrable if isinstance(deferrable, bool) else None,
+        original_start_at=_time(props.get("originalStartTime")),
+        last_updated_at=_time(props.get("lastUpdatedTime")),
+    )
+
+
 def _replica_view(server: Any) -> ReplicaView:
     rid = _text(getattr(server, "id", None)) or ""
     return ReplicaView(
@@ -519,4 +545,6 @@ def _replica_view(server: Any) -> ReplicaView:
         fqdn=_text(_attr(server, "fully_qualified_domain_name")),
         location=_text(getattr(server, "location", None)),
         replication_state=_text(_attr(server, "replica", "replication_state")),
+        zone=_text(_attr(server, "availability_zone")),
+        role=_text(_attr(server, "replica", "role")) or _text(_attr(server, "replication_role")),
     )

@@ -6,32 +6,48 @@ the application's conninfo (TLS as the conninfo says; ``sslmode=require`` in Azu
 single-row UPSERT into ``failover_responder_heartbeat`` (see docs/heartbeat.md). One connection
 per server is kept between checks and replaced after any error.
 
+Every failed check carries a ``fault`` classified by ``failover.sources.db_faults.classify``
+(from the stage, the SQLSTATE and the driver's message) and an ``error`` reason from that module's
+fixed vocabulary: driver text never leaves this module except, redacted, in a DEBUG log line.
+
 What it must not do: import psycopg at module import (it is imported inside the functions that
 use it), raise from ``check`` (a down server is a ``DbCheck`` with ``connected=False``), hold a
 transaction open (autocommit; statement, lock and idle-in-transaction timeouts on every session),
 wait without a bound (a timer cancels a statement stuck past its timeout, e.g. a commit waiting
 for a synchronous standby that is gone), or put a password, a token or the conninfo into an
 error text or a log line.
+
+Size: over 400 lines because it is the one module that speaks to PostgreSQL: connection, token,
+heartbeat and the catalog reads of verification share one session and one error translation.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from failover.ports import Clock, DbCheck
+from failover.secrets import MARK, redact
+from failover.sources.db_faults import (
+    COMMIT_NOT_ACKNOWLEDGED,
+    READ_ONLY_IN_RECOVERY,
+    Failure,
+    Stage,
+    classify,
+)
 
 if TYPE_CHECKING:
     import psycopg
     from azure.core.credentials import TokenCredential
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 HEARTBEAT_TABLE = "failover_responder_heartbeat"
@@ -52,7 +68,6 @@ ON CONFLICT (probe_id) DO UPDATE SET beat_at = EXCLUDED.beat_at, beats = h.beats
 STATUS_SQL = "SELECT pg_is_in_recovery(), pg_postmaster_start_time()"
 
 _ERROR_LIMIT = 300
-_SECRETISH = re.compile(r"(?i)(password|passfile|sslpassword|token)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 _SYNC_REP_WARNING = "synchronous replication"
 
 
@@ -96,6 +111,7 @@ class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     conn: psycopg.Connection[Any] | None = None
     table_ready: bool = False
+    answered: bool = False  # this server answered the probe at least once (a later timeout is evidence)
 
 
 @dataclass
@@ -105,6 +121,13 @@ class _Outcome:
     in_recovery: bool | None = None
     postmaster_started_at: datetime | None = None
     error: str | None = None
+    fault: str | None = None
+
+    def failed(self, failure: Failure) -> _Outcome:
+        self.writable = False
+        self.error = failure.reason
+        self.fault = failure.fault.value
+        return self
 
 
 class PostgresProbe:
@@ -147,9 +170,9 @@ class PostgresProbe:
         secrets: list[str] = []
         try:
             outcome = self._check(server, secrets)
-        except Exception as exc:  # defensive: the contract is "never raises"
+        except Exception:  # defensive: the contract is "never raises"
             logger.exception("postgres probe: server %s: unexpected failure", server)
-            outcome = _Outcome(error=self._redact(f"{type(exc).__name__}: {exc}", secrets))
+            outcome = _Outcome().failed(classify(stage=Stage.QUERY))
         finished = self._clock()
         result = DbCheck(
             server=server,
@@ -160,18 +183,50 @@ class PostgresProbe:
             in_recovery=outcome.in_recovery,
             postmaster_started_at=outcome.postmaster_started_at,
             error=outcome.error,
+            fault=outcome.fault,
         )
         level = logging.DEBUG if result.ok else logging.WARNING
         logger.log(
             level,
-            "postgres probe: server %s connected=%s writable=%s in_recovery=%s error=%s",
+            "postgres probe: server %s connected=%s writable=%s in_recovery=%s fault=%s error=%s",
             server,
             result.connected,
             result.writable,
             result.in_recovery,
+            result.fault,
             result.error,
         )
         return result
+
+    def read(self, server: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run read-only ``work`` on the server's kept session (connecting when needed).
+
+        For other adapters' catalog reads (``failover.adapters.pg_verify``): same conninfo,
+        password, timeouts and autocommit as the check. Raises ``ProbeReadError`` carrying a
+        classified reason (never driver text); the session is dropped after any error.
+        """
+        import psycopg
+
+        slot = self._slot(server)
+        secrets: list[str] = []
+        with slot.lock:
+            stage = Stage.QUERY
+            try:
+                if slot.conn is None or slot.conn.closed or slot.conn.broken:
+                    self._drop(slot)
+                    stage = Stage.CONNECT
+                    slot.conn = self._connect(server, secrets)
+                    stage = Stage.QUERY
+                return work(slot.conn)
+            except _ConfigError:
+                failure = classify(stage=Stage.CONFIG)
+            except _PasswordError:
+                failure = classify(stage=Stage.TOKEN)
+            except psycopg.Error as exc:
+                failure = classify(stage=stage, sqlstate=exc.sqlstate, message=str(exc))
+                self._log_driver_text(server, failure, _describe(exc), secrets)
+            self._drop(slot)
+            raise ProbeReadError(failure.reason)
 
     def close(self) -> None:
         """Close every kept connection."""
@@ -212,22 +267,25 @@ class PostgresProbe:
         import psycopg
 
         outcome = _Outcome()
+        stage = Stage.QUERY
         try:
             if slot.conn is None:
+                stage = Stage.CONNECT
                 slot.conn = self._connect(server, secrets)
                 slot.table_ready = False
+                stage = Stage.QUERY
             conn = slot.conn
             row = self._execute(conn, STATUS_SQL).fetchone()
             if row is None:
                 raise RuntimeError("no answer to the status query")
             outcome.connected = True
+            slot.answered = True
             outcome.in_recovery = bool(row[0])
             started = row[1]
             if isinstance(started, datetime):
                 outcome.postmaster_started_at = started.astimezone(timezone.utc)
             if outcome.in_recovery:
-                outcome.error = "read-only: the server is in recovery (a standby)"
-                return outcome
+                return outcome.failed(READ_ONLY_IN_RECOVERY)
             if self._create_table and not slot.table_ready:
                 self._execute(conn, CREATE_TABLE_SQL)
                 slot.table_ready = True
@@ -241,27 +299,29 @@ class PostgresProbe:
             if any(_SYNC_REP_WARNING in n for n in notices):
                 # The commit was cancelled while waiting for the synchronous standby: an
                 # application would still be waiting. Not writable, and the session is suspect.
-                outcome.error = (
-                    f"commit not acknowledged within {self._statement_timeout_ms} ms: "
-                    "waiting for synchronous replication"
-                )
                 self._drop(slot)
-                return outcome
+                return outcome.failed(COMMIT_NOT_ACKNOWLEDGED)
             outcome.writable = True
             return outcome
+        except _ConfigError:
+            failure = classify(stage=Stage.CONFIG)
+        except _PasswordError:
+            failure = classify(stage=Stage.TOKEN)
         except psycopg.Error as exc:
-            outcome.error = self._redact(_describe(exc), secrets)
-            self._drop(slot)
-            return outcome
+            failure = classify(
+                stage=stage, sqlstate=exc.sqlstate, message=str(exc), answered_before=slot.answered
+            )
+            self._log_driver_text(server, failure, _describe(exc), secrets)
         except Exception as exc:
-            outcome.error = self._redact(f"{type(exc).__name__}: {exc}", secrets)
-            self._drop(slot)
-            return outcome
+            failure = classify(stage=stage, message=str(exc), answered_before=slot.answered)
+            self._log_driver_text(server, failure, f"{type(exc).__name__}: {exc}", secrets)
+        self._drop(slot)
+        return outcome.failed(failure)
 
     def _connect(self, server: str, secrets: list[str]) -> psycopg.Connection[Any]:
         import psycopg
 
-        conninfo = self._conninfo_for(server)
+        conninfo = self._conninfo(server)
         secrets.append(conninfo)
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -281,6 +341,35 @@ class PostgresProbe:
             secrets.append(password)
             kwargs["password"] = password
         return psycopg.connect(conninfo, **kwargs)
+
+    def _conninfo(self, server: str) -> str:
+        """The server's conninfo; ``_ConfigError`` when it cannot be built or lacks a host or user."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo = self._conninfo_for(server)
+            params = conninfo_to_dict(conninfo)
+        except Exception as exc:
+            raise _ConfigError(f"conninfo for {server}: {type(exc).__name__}") from None
+        missing = [
+            key
+            for key, present in (
+                ("host", params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST")),
+                ("user", params.get("user") or os.environ.get("PGUSER")),
+            )
+            if not present
+        ]
+        if missing:
+            raise _ConfigError(f"conninfo for {server} lacks {', '.join(missing)}")
+        return conninfo
+
+    def _log_driver_text(self, server: str, failure: Failure, text: str, secrets: list[str]) -> None:
+        logger.debug(
+            "postgres probe: server %s: %s; driver said: %s",
+            server,
+            failure.fault,
+            self._redact(text, secrets),
+        )
 
     def _execute(
         self, conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] | None = None
@@ -306,14 +395,20 @@ class PostgresProbe:
 
     def _redact(self, text: str, secrets: list[str]) -> str:
         for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-            text = text.replace(secret, "***")
-        text = _SECRETISH.sub(lambda m: f"{m.group(1)}=***", text)
-        text = " ".join(text.split())
-        return text[:_ERROR_LIMIT]
+            text = text.replace(secret, MARK)
+        return redact(" ".join(text.split()), limit=_ERROR_LIMIT)
 
 
 class _PasswordError(Exception):
     pass
+
+
+class _ConfigError(Exception):
+    pass
+
+
+class ProbeReadError(Exception):
+    """A ``PostgresProbe.read`` failed; the text is a classified reason, never driver text."""
 
 
 def _cancel(conn: psycopg.Connection[Any]) -> None:

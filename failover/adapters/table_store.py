@@ -9,6 +9,9 @@ and 5xx become `StorageUnavailableError`, anything else `StorageError`. It makes
 Concurrency (https://learn.microsoft.com/azure/storage/tables/concurrency-manage): the `state` row
 is updated with If-Match on its ETag, inserts fail when the row exists, and an entity group
 transaction (one partition, at most 100 operations) is all or nothing.
+
+Size: over 400 lines because it implements the whole `IncidentStore` port on Azure Table storage
+and is the only module that builds queries and batches.
 """
 
 from __future__ import annotations
@@ -16,15 +19,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from failover.adapters import table_codec as codec
 from failover.errors import ConcurrencyConflictError, StorageError, StorageUnavailableError
 from failover.incidents import ServerState
-from failover.model import Effect, EffectStatus, Incident, IncidentStatus, Signal, TimelineEntry, Transition
+from failover.model import (
+    Effect,
+    EffectName,
+    EffectStatus,
+    Incident,
+    IncidentStatus,
+    Signal,
+    TimelineEntry,
+    Topology,
+    Transition,
+)
+from failover.ports import IncidentPage, SideRows, SignalSnapshot, WorkItem
 from failover.timeutil import sortable
 
 if TYPE_CHECKING:
@@ -39,34 +52,15 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "retry_backoff_factor": 0.2,
     "connection_timeout": 3,
     "read_timeout": 10,
+    # The HTTP session does not read proxy settings from the environment on every request
+    # (requests' trust_env): measurable on the recording path, and a Function app has no proxy.
+    "use_env_settings": False,
 }
+_CONFLICT_TRIES = 5
 _CONFLICT_CODES = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ConditionNotMet"}
 
 
-@dataclass(frozen=True)
-class SignalSnapshot:
-    """What one query returns before recording a signal: the state row and the dedupe marker."""
-
-    state: ServerState | None
-    etag: str | None
-    seen: bool
-    seen_incident_id: str | None
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    row_key: str
-    server: str
-    target: str
-    kind: str  # effect | resolve
-    incident_id: str
-    created_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Page:
-    incidents: tuple[Incident, ...]
-    next_key: tuple[str, str] | None  # (partition, row key) to resume after
+Page = IncidentPage  # (partition, row key) to resume after
 
 
 class TableStore:
@@ -155,48 +149,111 @@ class TableStore:
         effects: Iterable[Effect] = (),
     ) -> None:
         """One atomic transaction in the server's partition: marker, entry, state, incidents, effects."""
-        operations: list[tuple[Any, ...]] = []
-        if signal is not None:
-            operations.append(("create", codec.seen_entity(signal, incident_id)))
-            operations.append(("create", codec.signal_to_entity(signal)))
-        operations.append(_state_operation(state, etag))
-        operations.extend(("upsert", codec.incident_to_entity(i), {"mode": _merge()}) for i in incidents)
-        operations.extend(("create", codec.effect_to_entity(e)) for e in effects)
-        self._transaction(operations)
+        operations = codec.commit_operations(
+            state, etag, signal=signal, incident_id=incident_id, incidents=incidents, effects=effects
+        )
+        self._transaction([_sdk_operation(op) for op in operations])
 
     # --- outbox -------------------------------------------------------------------------------
 
-    def add_outbox(self, entities: list[dict[str, Any]]) -> None:
-        for start in range(0, len(entities), _BATCH):
-            self._transaction([("upsert", e) for e in entities[start : start + _BATCH]])
+    def schedule_effects(self, effects: Iterable[Effect], *, now: datetime) -> list[WorkItem]:
+        """Pointers to new effects, due now; written before the commit that creates the effects."""
+        entities = [codec.outbox_entity(e, e.next_attempt_at or now, now=now) for e in effects]
+        self._add_outbox(entities)
+        return [codec.work_item(e) for e in entities]
 
-    def remove_outbox(self, row_keys: Iterable[str]) -> None:
+    def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None:
+        self._add_outbox([codec.settle_check_entity(server, due, now=now)])
+
+    def schedule_verify(self, server: str, incident_id: str, due: datetime, *, now: datetime) -> None:
+        self._add_outbox([codec.verify_check_entity(server, incident_id, due, now=now)])
+
+    def side_rows(self) -> SideRows:
+        """Rows beside the incidents in the same table (verification steps, digests, post slots),
+        through this store's client and error translation."""
+        return _TableSideRows(self)
+
+    def move_work(self, item: WorkItem, due: datetime, *, now: datetime) -> WorkItem:
+        """Re-point pending work at its next attempt (add the new pointer first: never lose it)."""
+        if item.transition is None or item.name is None:
+            raise ValueError("only effect work moves")
+        row_key = codec.effect_key(item.incident_id, item.transition, item.name)
+        entity = codec.outbox_pointer(item.server, row_key, due, now=now, incident_id=item.incident_id)
+        if entity["RowKey"] == item.pointer:
+            return item
+        self._add_outbox([entity])
+        self.finish_work([item])
+        return codec.work_item(entity)
+
+    def finish_work(self, items: Iterable[WorkItem]) -> None:
         """Delete pointers one by one: another worker may have removed one already (that is fine)."""
-        for key in row_keys:
-            self._call(partial(self._client.delete_entity, codec.OUTBOX_PARTITION, key))
+        for item in items:
+            self._call(partial(self._client.delete_entity, codec.OUTBOX_PARTITION, item.pointer))
 
-    def due_outbox(self, now: datetime, limit: int) -> list[OutboxItem]:
+    def due_work(self, now: datetime, limit: int) -> list[WorkItem]:
         """Pointers due by `now`, soonest first. Reads only due rows: cost follows pending work."""
         rows = self._query(
             "PartitionKey eq @pk and RowKey le @due",
             {"pk": codec.OUTBOX_PARTITION, "due": f"{sortable(now)}~~"},
             limit=limit,
         )
-        return [
-            OutboxItem(
-                row_key=r["RowKey"],
-                server=r["server"],
-                target=r["target"],
-                kind=r.get("kind") or "effect",
-                incident_id=r.get("incident_id") or "",
-                created_at=codec.optional_time(r.get("created_at")),
-            )
-            for r in rows
-        ]
+        return [codec.work_item(r) for r in rows]
 
-    def pending_outbox_count(self) -> int:
+    def pending_work_count(self) -> int:
         rows = self._query("PartitionKey eq @pk", {"pk": codec.OUTBOX_PARTITION}, select=["RowKey"])
         return len(rows)
+
+    def _add_outbox(self, entities: list[dict[str, Any]]) -> None:
+        for start in range(0, len(entities), _BATCH):
+            self._transaction([("upsert", e) for e in entities[start : start + _BATCH]])
+
+    def record_dead(self, effect: Effect) -> None:
+        """Index a dead effect (`~dead`), so /api/health shows it without scanning partitions."""
+        from azure.data.tables import UpdateMode
+
+        entity = codec.dead_entity(effect)
+        self._call(lambda: self._client.upsert_entity(entity, mode=UpdateMode.REPLACE))
+
+    def dead_effects(self, limit: int) -> list[Effect]:
+        rows = self._query("PartitionKey eq @pk", {"pk": codec.DEAD_PARTITION}, limit=limit)
+        return [codec.effect_from_entity(codec.dead_row_as_effect(r)) for r in rows]
+
+    def save_publication(self, topology: Topology, epoch: int) -> None:
+        """Write the server's row of the reconciliation index (`~topology`); never an older version.
+
+        Compare-and-swap on the row: two workers finishing out of order cannot put an older
+        topology back (an ETag conflict re-reads; an equal or newer stored version wins).
+        """
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        entity = codec.publication_entity(topology, epoch)
+        key = {"pk": codec.TOPOLOGY_PARTITION, "rk": topology.server}
+        for _ in range(_CONFLICT_TRIES):
+            rows = self._query("PartitionKey eq @pk and RowKey eq @rk", key)
+            if rows and int(rows[0].get("version") or 0) >= topology.version:
+                return
+            match = MatchConditions.IfNotModified
+            write = (
+                partial(
+                    self._client.update_entity,
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=_etag(rows[0]),
+                    match_condition=match,
+                )
+                if rows
+                else partial(self._client.create_entity, entity)
+            )
+            try:
+                self._call(write)
+                return
+            except ConcurrencyConflictError:
+                continue
+
+    def publications(self, limit: int) -> list[tuple[Topology, int]]:
+        rows = self._query("PartitionKey eq @pk", {"pk": codec.TOPOLOGY_PARTITION}, limit=limit)
+        return [codec.publication_from_entity(r) for r in rows]
 
     # --- probe health -------------------------------------------------------------------------
 
@@ -214,7 +271,10 @@ class TableStore:
 
     # --- effects ------------------------------------------------------------------------------
 
-    def get_effect(self, server: str, row_key: str) -> tuple[Effect, str] | None:
+    def get_effect(
+        self, server: str, incident_id: str, transition: Transition, name: EffectName
+    ) -> tuple[Effect, str] | None:
+        row_key = codec.effect_key(incident_id, transition, name)
         rows = self._query("PartitionKey eq @pk and RowKey eq @rk", {"pk": server, "rk": row_key})
         if not rows:
             return None
@@ -236,7 +296,13 @@ class TableStore:
         return str(result.get("etag", ""))
 
     def record_notification(
-        self, incident_id: str, transition: Transition, status: EffectStatus, at: datetime
+        self,
+        incident_id: str,
+        transition: Transition,
+        status: EffectStatus,
+        at: datetime,
+        *,
+        channel: str = "teams",
     ) -> None:
         """Merge one `notify_{transition}` column into the incident row and its day index copy.
 
@@ -245,7 +311,7 @@ class TableStore:
         from azure.data.tables import UpdateMode
 
         server, _ = codec.split_incident_id(incident_id)
-        column = {codec.notify_column(transition): codec.notification_value(status, at)}
+        column = {codec.notify_column(transition, channel): codec.notification_value(status, at)}
         for partition, row in (
             (server, codec.incident_key(incident_id)),
             (codec.day_partition(incident_id), codec.day_key(incident_id)),
@@ -269,9 +335,9 @@ class TableStore:
         )
         return codec.incident_from_entity(rows[0]) if rows else None
 
-    def timeline(self, incident: Incident, quiet: timedelta) -> list[TimelineEntry]:
+    def timeline(self, incident: Incident) -> list[TimelineEntry]:
         """The entries in the incident's time range: one single-partition range query."""
-        low, high = codec.incident_signal_range(incident, quiet)
+        low, high = codec.incident_signal_range(incident)
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
             {"pk": incident.server, "low": low, "high": high},
@@ -298,10 +364,7 @@ class TableStore:
         after: str | None,
     ) -> Page:
         """Newest first, one partition, row-key range for the time filter, exact to the second."""
-        low = f"incident~{codec.inverted_at(until)}" if until else "incident~"
-        high = f"incident~{codec.inverted_at(since)}~" if since else "incident~~"
-        if after is not None:
-            low = max(low, after + "\x7f")
+        low, high = codec.server_incident_range(since, until, after)
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high" + _status_clause(status),
             {"pk": server, "low": low, "high": high, "status": status.value if status else ""},
@@ -313,21 +376,54 @@ class TableStore:
 
     def incidents_of_day(
         self,
-        day_partition: str,
+        day: date,
         *,
-        low: str,
-        high: str,
+        since: datetime,
+        until: datetime,
+        after: str | None,
         status: IncidentStatus | None,
         limit: int,
     ) -> list[tuple[str, Incident]]:
-        """One day partition of the cross-server index, newest first; returns (row key, incident)."""
+        """One day of the cross-server index, newest first, opened in [since, until].
+
+        Returns (resume key, incident); pass the last resume key as `after` to continue that day.
+        """
+        low, high = codec.day_range(since, until, after)
         rows = self._query(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high" + _status_clause(status),
-            {"pk": day_partition, "low": low, "high": high, "status": status.value if status else ""},
+            {
+                "pk": codec.day_partition_of(day),
+                "low": low,
+                "high": high,
+                "status": status.value if status else "",
+            },
             limit=limit,
         )
         # A row holding only notification columns (its day_index effect not done yet) is skipped.
         return [(r["RowKey"], codec.incident_from_entity(r)) for r in rows if r.get("aggregate")]
+
+    def troubled_effects(self, incident_id: str) -> list[Effect]:
+        """Effects a person must see: dead, suppressed, or failing and waiting for a retry.
+
+        The status filter runs in the service, so only the rows shown are read (a healthy incident
+        reads none).
+        """
+        server, _ = codec.split_incident_id(incident_id)
+        prefix = codec.effect_prefix(incident_id)
+        rows = self._query(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high and ( status eq @dead"
+            " or status eq @suppressed or ( status eq @pending and last_error ne @empty ) )",
+            {
+                "pk": server,
+                "low": prefix,
+                "high": prefix + "~",
+                "dead": EffectStatus.DEAD.value,
+                "suppressed": EffectStatus.SUPPRESSED.value,
+                "pending": EffectStatus.PENDING.value,
+                "empty": "",
+            },
+        )
+        return [codec.effect_from_entity(r) for r in rows]
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -359,6 +455,8 @@ class TableStore:
         return self._call(run, count=False)
 
     def _transaction(self, operations: list[tuple[Any, ...]]) -> None:
+        if len(operations) > _BATCH:  # Azure refuses it; Azurite answers with a malformed reply
+            raise StorageError(f"a transaction holds at most {_BATCH} operations ({len(operations)})")
         self._call(lambda: self._client.submit_transaction(operations))
 
     def _call(self, action: Callable[[], T], *, count: bool = True) -> T:
@@ -390,27 +488,63 @@ class TableStore:
             raise StorageUnavailableError(f"table storage failed ({type(error).__name__})") from error
 
 
+class _TableSideRows:
+    """`SideRows` on this store: the same client, round-trip counting and error translation."""
+
+    def __init__(self, store: TableStore) -> None:
+        self._store = store
+
+    def get(self, partition: str, row: str) -> tuple[dict[str, Any], str] | None:
+        rows = self._store._query("PartitionKey eq @pk and RowKey eq @rk", {"pk": partition, "rk": row})
+        return (dict(rows[0]), _etag(rows[0]) or "") if rows else None
+
+    def insert(self, entity: Mapping[str, Any]) -> str:
+        answer = self._store._call(partial(self._store._client.create_entity, dict(entity)))
+        return str(answer.get("etag", ""))
+
+    def replace(self, entity: Mapping[str, Any], etag: str) -> str:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        update = partial(
+            self._store._client.update_entity,
+            dict(entity),
+            mode=UpdateMode.REPLACE,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+        return str(self._store._call(update).get("etag", ""))
+
+    def upsert(self, entity: Mapping[str, Any]) -> None:
+        from azure.data.tables import UpdateMode
+
+        self._store._call(partial(self._store._client.upsert_entity, dict(entity), mode=UpdateMode.REPLACE))
+
+    def query(self, partition: str, prefix: str, limit: int = 1000) -> list[dict[str, Any]]:
+        # The smallest string above every string starting with `prefix` ends the RowKey range.
+        high = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\uffff"
+        rows = self._store._query(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": partition, "low": prefix, "high": high},
+            limit=limit,
+        )
+        return [dict(r) for r in rows]
+
+
 def _pages(pages: Iterator[Iterator[Mapping[str, Any]]]) -> Iterator[Iterator[Mapping[str, Any]]]:
     yield from pages
 
 
-def _state_operation(state: ServerState, etag: str | None) -> tuple[Any, ...]:
-    if etag is None:
-        return ("create", codec.state_to_entity(state))
+def _sdk_operation(op: codec.Operation) -> tuple[Any, ...]:
     from azure.core import MatchConditions
     from azure.data.tables import UpdateMode
 
-    return (
-        "update",
-        codec.state_to_entity(state),
-        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-    )
-
-
-def _merge() -> Any:
-    from azure.data.tables import UpdateMode
-
-    return UpdateMode.MERGE
+    if op.kind == "create":
+        return ("create", op.entity)
+    if op.kind == "merge":
+        return ("upsert", op.entity, {"mode": UpdateMode.MERGE})
+    options = {"mode": UpdateMode.REPLACE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+    return ("update", op.entity, options)
 
 
 def _status_clause(status: IncidentStatus | None) -> str:

@@ -281,6 +281,20 @@ def flag(value: object) -> bool | None:
 _FLAGS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
+def decode_json(raw: bytes | str, what: str = "body") -> object:
+    """A JSON document; InvalidPayloadError when it is not JSON or nests deeper than the decoder can.
+
+    Python's decoder raises RecursionError past about a thousand levels, well inside the 256 KiB
+    an alert may have: that is a malformed payload (400), not a failure of the service (503).
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidPayloadError(f"{what} nests JSON deeper than this service reads") from None
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidPayloadError(f"{what} is not JSON") from None
+
+
 def embedded_json(value: object) -> object:
     """A JSON document Azure sends inside a string (or already decoded); None when unreadable."""
     if isinstance(value, (Mapping, list)):
@@ -288,8 +302,8 @@ def embedded_json(value: object) -> object:
     if not isinstance(value, str) or len(value) > MAX_EMBEDDED_JSON:
         return None
     try:
-        return json.loads(value)
-    except (ValueError, RecursionError):
+        return decode_json(value)
+    except InvalidPayloadError:
         return None
 
 

@@ -1,30 +1,48 @@
 """Recognise Azure Database for PostgreSQL flexible servers in ARM resource ids.
 
-Layer: pure core (`failover.sources`). String work only: no I/O, no clock, no logging, and no
-exception for any input (a value that is not a flexible server id gives None).
+Layer: pure core (`failover.sources`). String work only: no I/O, no clock, no logging. A value
+that is not a flexible server id gives None; the one exception is `first_flexible_server`, which
+raises `InvalidPayloadError` for an id that names a flexible server with a name Azure could never
+have given (so parsers refuse it with 400 instead of passing it on to storage).
 
 Accepted: `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DBforPostgreSQL/
 flexibleServers/{name}`, in any letter case, with surrounding spaces or a trailing slash, and
 with a child path after the name (`/databases/x`, `/providers/Microsoft.ResourceHealth/
 availabilityStatuses/current`, ...). A child path maps to its server, because a signal about a
 server's child is a signal about that server; callers that care about the operation (Event Grid,
-Activity Log) check the operation name, not the id. Server names follow Azure's rule (letters,
-digits and hyphens, at most 63), which also keeps them safe as Table storage keys.
+Activity Log) check the operation name, not the id.
+
+Server names follow Azure's rule, and this module is the one place that states it (`SERVER_NAME`):
+3 to 63 characters, lower-case letters, digits and hyphens, not starting or ending with a hyphen.
+It also keeps them safe as Table storage keys.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TypeGuard
+
+from failover.errors import InvalidPayloadError
 
 MAX_RESOURCE_ID = 2048
+SERVER_NAME = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"  # Azure's rule for flexible server names
+SERVER_NAME_RULE = "3-63 lower-case letters, digits and '-', not starting or ending with '-'"
 
-_FLEXIBLE_SERVER = re.compile(
+_SERVER_NAME = re.compile(SERVER_NAME)
+_ID_PREFIX = (
     r"/subscriptions/(?P<sub>[^/\s?#\\]+)/resourcegroups/(?P<rg>[^/\s?#\\]+)"
-    r"/providers/microsoft\.dbforpostgresql/flexibleservers/(?P<name>[a-z0-9][a-z0-9-]{0,62})"
-    r"(?:/[^?#\s]*)?",
-    re.IGNORECASE,
+    r"/providers/microsoft\.dbforpostgresql/flexibleservers/"
 )
+_FLEXIBLE_SERVER = re.compile(rf"{_ID_PREFIX}(?P<name>{SERVER_NAME})(?:/[^?#\s]*)?", re.IGNORECASE)
+_ANY_FLEXIBLE_SERVER = re.compile(rf"{_ID_PREFIX}[^/?#\s]+(?:/[^?#\s]*)?", re.IGNORECASE)
+
+
+def is_server_name(value: object) -> TypeGuard[str]:
+    """True for a flexible server name as Azure allows it (already lower-case)."""
+    return isinstance(value, str) and _SERVER_NAME.fullmatch(value) is not None
+
+
 _PROVIDER_TYPE = re.compile(r"/providers/([^/\s]+)/([^/\s]+)", re.IGNORECASE)
 _SCOPE = re.compile(r"/subscriptions/[^/\s]+(?P<rg>/resourcegroups/[^/\s]+)?/?", re.IGNORECASE)
 
@@ -45,11 +63,19 @@ def flexible_server_from_resource_id(resource_id: object) -> tuple[str, str] | N
 
 
 def first_flexible_server(candidates: Iterable[object]) -> tuple[str, str] | None:
-    """The first candidate id that names a flexible server."""
+    """The first candidate id naming a flexible server; InvalidPayloadError if that name is impossible."""
     for candidate in candidates:
         found = flexible_server_from_resource_id(candidate)
         if found is not None:
             return found
+        if (
+            isinstance(candidate, str)
+            and len(candidate) <= MAX_RESOURCE_ID
+            and _ANY_FLEXIBLE_SERVER.fullmatch(candidate.strip())
+        ):
+            raise InvalidPayloadError(
+                f"the resource id names a flexible server whose name is not {SERVER_NAME_RULE}"
+            )
     return None
 
 

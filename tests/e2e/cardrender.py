@@ -25,7 +25,6 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -315,49 +314,22 @@ def sample_cards() -> dict[str, dict[str, Any]]:
     """Realistic cards for each transition of one planned failover of pg-prod-01."""
     from dataclasses import replace
 
-    from failover.cards import portal_url, render_card
-    from failover.model import Cause, Incident, IncidentStatus, Transition
+    from failover.model import Transition
+    from failover.notify.teams.card import render_card
+    from failover.presentation import IncidentView, portal_url
+    from tests.builders import incident
 
-    t0 = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
     rid = (
         "/subscriptions/6f1c2a9e-0000-4b8e-9d55-2f1e0c3a7b11/resourceGroups/rg-payments-db"
         "/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg-prod-01"
     )
-    opened = Incident(
-        incident_id="pg-prod-01~20261125T071602Z",
-        server="pg-prod-01",
-        resource_id=rid,
-        status=IncidentStatus.OPEN,
-        cause=Cause.PLANNED,
-        cause_confidence=3,
-        opened_at=t0,
-        last_signal_at=t0,
-        primary_zone_before="1",
-        standby_zone_after=None,
-        ha_state="FailingOver",
-    )
-    restored = replace(
-        opened,
-        primary_zone_after="2",
-        standby_zone_after="1",
-        primary_restored_at=t0 + timedelta(seconds=41),
-        write_downtime_seconds=12.4,
-        ha_state="ReplicatingData",
-    )
-    resolved = replace(
-        restored,
-        status=IncidentStatus.RESOLVED,
-        resolved_at=t0 + timedelta(minutes=9, seconds=18),
-        ha_state="Healthy",
-    )
     timeline = "https://func-pgfo-prod.azurewebsites.net/api/incidents/pg-prod-01~20261125T071602Z/timeline"
     links = {"timeline_url": timeline, "portal_url": portal_url(rid)}
     return {
-        "opened": render_card(opened, Transition.OPENED, ha_state="FailingOver", **links),
-        "primary_restored": render_card(
-            restored, Transition.PRIMARY_RESTORED, ha_state="ReplicatingData", **links
-        ),
-        "resolved": render_card(resolved, Transition.RESOLVED, ha_state="Healthy", **links),
+        transition.value: render_card(
+            IncidentView.of(replace(incident(transition), resource_id=rid)), transition, **links
+        )
+        for transition in (Transition.OPENED, Transition.PRIMARY_RESTORED, Transition.RESOLVED)
     }
 
 

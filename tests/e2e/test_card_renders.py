@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from failover.cards import render_card
 from failover.model import Transition
+from failover.notify.teams.card import render_card
+from failover.presentation import IncidentView
+from tests.builders import incident as make_incident
 from tests.e2e import cardrender
-from tests.unit.test_cards import make_incident
 
 pytestmark = pytest.mark.browser
 
@@ -30,22 +31,16 @@ def _cards() -> dict[str, dict[str, Any]]:
         primary_zone_after=HOSTILE,
         standby_zone_after=HOSTILE,
         write_downtime_seconds=float("nan"),
+        ha_state=HOSTILE * 50,
     )
     cards["hostile"] = render_card(
-        hostile,
-        Transition.RESOLVED,
-        timeline_url="javascript:alert(1)",
-        portal_url=None,
-        ha_state=HOSTILE * 50,
-        suppressed_note=HOSTILE * 100,
+        IncidentView.of(hostile), Transition.RESOLVED, timeline_url="javascript:alert(1)", portal_url=None
     )
-    cards["suppressed_no_links"] = render_card(
-        make_incident(Transition.OPENED),
-        Transition.OPENED,
+    cards["stale_no_links"] = render_card(
+        IncidentView.of(make_incident(Transition.STALE, ha_state=None)),
+        Transition.STALE,
         timeline_url=None,
         portal_url=None,
-        ha_state=None,
-        suppressed_note="Held back: maintenance window pg-prod-*@sun 02:00-04:00 (card sent when it ends)",
     )
     # Negative control: the harness must see problems (a 1.5 Table in a 1.4 context, an unknown action).
     cards["broken_control"] = {
@@ -67,7 +62,7 @@ def rendered() -> dict[str, cardrender.RenderResult]:
     return dict(zip(cards, results, strict=True))
 
 
-@pytest.mark.parametrize("name", ["opened", "primary_restored", "resolved", "hostile", "suppressed_no_links"])
+@pytest.mark.parametrize("name", ["opened", "primary_restored", "resolved", "hostile", "stale_no_links"])
 def test_card_renders_without_parse_or_validation_events_or_js_errors(rendered, name):
     result = rendered[name]
     assert result.parse_events == []
@@ -89,7 +84,7 @@ def test_headlines_are_shown(rendered):
     assert "Failover in progress on pg-prod-01" in rendered["opened"].text
     assert "pg-prod-01 is accepting writes again in zone 2" in rendered["primary_restored"].text
     assert "pg-prod-01 failover resolved" in rendered["resolved"].text
-    assert "Held back: maintenance window" in rendered["suppressed_no_links"].text
+    assert "pg-prod-01 failover closed without recovery evidence" in rendered["stale_no_links"].text
 
 
 def test_hostile_values_render_as_plain_text(rendered):

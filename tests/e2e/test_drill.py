@@ -74,8 +74,10 @@ def test_the_runner_serves_exactly_the_apps_routes(stack):
     assert served == declared
 
 
-def test_game_day_follows_the_app_through_its_api(stack, monkeypatch):
+def test_game_day_follows_the_app_through_its_api(stack, monkeypatch, tmp_path):
     monkeypatch.setenv("ARM_ENDPOINT", stack.emulator.base_url)
+    # This machine's record of game days (the back-to-back guard) starts empty for this test.
+    monkeypatch.setattr("local.drill.LAST_FAILOVERS", tmp_path / "last-failovers.json")
     stop = threading.Event()
     helpers = [
         threading.Thread(target=stack.host.run_timer_now, args=("probe_servers",), daemon=True),

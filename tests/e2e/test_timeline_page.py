@@ -1,9 +1,11 @@
 """The timeline page in a real browser: headless Chromium renders it offline and runs nothing from it.
 
 A realistic planned failover (restart with failover, Resource Health degraded, HA FailingOver, zones
-1 -> 2, writes unavailable 12.4 s, writes back, Resource Health available, standby rebuilt, resolved)
-with two hostile payload values. Chromium (`/usr/lib/chromium/chromium`, never a downloaded
-browser; network pointed at a dead loopback proxy) dumps the DOM after load and takes a screenshot.
+1 -> 2, writes unavailable 12.4 s, writes back, HA ReplicatingData, Resource Health available, standby
+rebuilt, resolved; verification steps; Teams and PagerDuty notifications) with two hostile payload
+values, built from the domain values the lookups hand the page. Chromium
+(`/usr/lib/chromium/chromium`, never a downloaded browser; network pointed at a dead loopback proxy)
+dumps the DOM after load and takes a screenshot.
 The test fails, never skips, when Chromium is missing.
 
     UPDATE_DOCS=1 .venv/bin/python -m pytest tests/e2e/test_timeline_page.py   # rewrites docs/timeline.png
@@ -23,7 +25,10 @@ from typing import Any
 
 import pytest
 
+from failover.model import EffectStatus, Notification, TimelineEntry, Transition
+from failover.presentation import IncidentView, VerificationStep
 from failover.timeline_html import render_timeline_page
+from tests.builders import incident as planned_incident
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM_BIN", "/usr/lib/chromium/chromium"))
@@ -52,17 +57,30 @@ RESOURCE = (
 )
 
 
-def _at(seconds: float) -> str:
-    when = T0 + timedelta(seconds=seconds)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}Z"
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
 
 
-def _entry(seconds: float, source: str, kind: str, summary: str, signal_id: str) -> dict[str, Any]:
-    return {"at": _at(seconds), "source": source, "kind": kind, "summary": summary, "signal_id": signal_id}
+def _entry(
+    seconds: float, source: str, kind: str, summary: str, signal_id: str, **details: Any
+) -> TimelineEntry:
+    return TimelineEntry(_at(seconds), source, kind, summary, signal_id, details)
 
 
-def planned_failover() -> dict[str, Any]:
-    """The public JSON of a planned failover as the API serves it, with two hostile values inside."""
+def _ha(seconds: float, before: str, after: str, version: int) -> TimelineEntry:
+    return _entry(
+        seconds,
+        "arm_probe",
+        "ha_state_changed",
+        f"Management API: High availability state {before} -> {after}",
+        f"arm_probe:pg-prod-01:ha_state:{before}>{after}:v{version}",
+        ha_state=after,
+        previous_ha_state=before,
+    )
+
+
+def planned_failover() -> IncidentView:
+    """A planned failover as the lookups see it (domain values), with two hostile values inside."""
     timeline = [
         _entry(
             0.0,
@@ -78,13 +96,7 @@ def planned_failover() -> dict[str, Any]:
             "Resource Health: Degraded (UserInitiated): a planned failover is in progress",
             "monitor_alert:resourcehealth:8c1b2a3d-0e4f-4a5b-8c6d-7e8f9a0b1c2d",
         ),
-        _entry(
-            9.6,
-            "arm_probe",
-            "ha_state_changed",
-            "Management API: High availability state Healthy -> FailingOver",
-            "arm_probe:pg-prod-01:ha_state:Healthy>FailingOver:v41",
-        ),
+        _ha(9.6, "Healthy", "FailingOver", 41),
         _entry(
             14.2,
             "db_probe",
@@ -98,6 +110,7 @@ def planned_failover() -> dict[str, Any]:
             "write_restored",
             "Database probe: writes succeed again after 12.4 s (new primary, not in recovery)",
             "db_probe:pg-prod-01:write_restored:20261125T071628Z",
+            downtime_seconds=12.4,
         ),
         _entry(
             28.3,
@@ -105,6 +118,8 @@ def planned_failover() -> dict[str, Any]:
             "failover_completed",
             "Management API: Primary moved from zone 1 to zone 2 (standby zone 1)",
             "arm_probe:pg-prod-01:primary_zone:1>2:v42",
+            ha_state="FailingOver",
+            zone_before="1",
         ),
         _entry(
             29.1,
@@ -120,6 +135,7 @@ def planned_failover() -> dict[str, Any]:
             "Event Grid: restart with failover succeeded (ResourceActionSuccess)",
             f"event_grid:9d3e0f1a-2b4c-4d5e-8f60-718293a4b5c6 {IMG}",
         ),
+        _ha(58.0, "FailingOver", "ReplicatingData", 43),
         _entry(
             96.0,
             "monitor_alert",
@@ -127,43 +143,57 @@ def planned_failover() -> dict[str, Any]:
             "Resource Health: Available: the server is running normally",
             "monitor_alert:resourcehealth:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
         ),
-        _entry(
-            318.4,
-            "arm_probe",
-            "ha_state_changed",
-            "Management API: High availability state FailingOver -> Healthy",
-            "arm_probe:pg-prod-01:ha_state:FailingOver>Healthy:v43",
-        ),
+        _ha(318.4, "ReplicatingData", "Healthy", 44),
         _entry(
             318.4,
             "arm_probe",
             "server_state_changed",
             "Management API: Server state Updating -> Ready",
-            "arm_probe:pg-prod-01:state:Updating>Ready:v43",
+            "arm_probe:pg-prod-01:state:Updating>Ready:v44",
+            ha_state="Healthy",
         ),
     ]
-    return {
-        "incident_id": f"{SERVER}~20261125T071602Z",
-        "server": SERVER,
-        "resource_id": RESOURCE,
-        "status": "resolved",
-        "cause": "planned",
-        "opened_at": _at(0),
-        "primary_restored_at": _at(26.6),
-        "resolved_at": _at(318.4),
-        "primary_zone_before": "1",
-        "primary_zone_after": "2",
-        "standby_zone_after": "1",
-        "ha_state": "Healthy",
-        "write_downtime_seconds": 12.4,
-        "signal_count": len(timeline),
-        "notifications": [
-            {"transition": "opened", "status": "done", "at": _at(2.9)},
-            {"transition": "primary_restored", "status": "done", "at": _at(27.8)},
-            {"transition": "resolved", "status": "done", "at": _at(619.0)},
-        ],
-        "timeline": timeline,
-    }
+    incident = planned_incident(
+        Transition.RESOLVED,
+        server=SERVER,
+        resource_id=RESOURCE,
+        last_signal_at=_at(318.4),
+        primary_restored_at=_at(26.6),
+        resolved_at=_at(318.4),
+        primary_zone_before="1",
+        primary_zone_after="2",
+        standby_zone_after="1",
+        ha_state="Healthy",
+        write_downtime_seconds=12.4,
+        signal_count=len(timeline),
+        detected_at=_at(14.9),
+        azure_alert_at=_at(131.0),
+        notifications=(
+            Notification(Transition.OPENED, EffectStatus.DONE, _at(15.9)),
+            Notification(Transition.OPENED, EffectStatus.DONE, _at(16.2), channel="pagerduty"),
+            Notification(Transition.PRIMARY_RESTORED, EffectStatus.DONE, _at(27.8)),
+            Notification(Transition.RESOLVED, EffectStatus.DONE, _at(619.0)),
+            Notification(Transition.RESOLVED, EffectStatus.DONE, _at(619.4), channel="pagerduty"),
+        ),
+    )
+    return IncidentView.of(incident, timeline, verification=VERIFICATION)
+
+
+VERIFICATION = tuple(
+    VerificationStep(check, status, _at(seconds), detail)
+    for check, status, seconds, detail in (
+        ("writer_writable", "passed", 27.0, "zone 2 accepts writes and is not in recovery"),
+        ("standby_healthy", "passed", 318.4, "HA Healthy again; the standby took 4 min 50 s to rebuild"),
+        ("replicas_following", "passed", 331.0, "pg-prod-01-r1 Active, lag 0.4 s"),
+        ("slots_synced", "skipped", 331.0, "no logical replication slots"),
+        (
+            "zone_alignment",
+            "failed",
+            331.0,
+            "primary in zone 2, applications in zone 1: plan a failover back",
+        ),
+    )
+)
 
 
 def run_chromium(page: Path, *, screenshot: Path | None = None) -> str:
@@ -232,7 +262,11 @@ def test_phases_downtime_and_zones_are_shown(rendered: dict[str, Any]) -> None:
     assert "planned" in text
     for source in ("Monitor alerts", "Event Grid", "Management API probe", "Database probe", "Responder"):
         assert source in text, source
-    assert rendered["dom"].count("<tr") == 1 + 3 + 1 + 11  # notifications and entries tables
+    assert "HA state" in text and "ReplicatingData" in text  # from the entries' details
+    assert "Verification after the failover" in text and "Zone alignment" in text
+    assert "PagerDuty" in text
+    # verification, notifications and entries tables: header row and one row each
+    assert rendered["dom"].count("<tr") == (1 + 5) + (1 + 5) + (1 + 12)
 
 
 def test_injected_markup_never_runs_even_without_csp(rendered: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ real Azurite table (and a closed port for "storage down").
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -28,6 +29,7 @@ EXPECTED_FUNCTIONS = {
     "get_server",
     "probe_servers",
     "sweep_outbox",
+    "probe_shard",
 }
 
 
@@ -130,3 +132,65 @@ def test_event_grid_raises_when_storage_is_down(storage_down):
     (event,) = load("event_grid/resource_action_success_restart.json")
     with pytest.raises(Exception, match="storage"):
         app.deliver(event)
+
+
+def _renamed(fixture: str, name: str):
+    """A fixture payload about a server called `name` instead of pg-prod-01 (ids, rule, everything)."""
+    return json.loads(json.dumps(load(fixture)).replace("pg-prod-01", name))
+
+
+def _no_rows(runtime) -> bool:
+    return list(runtime.store._client.list_entities()) == []
+
+
+THIRD_PARTY = {"azure", "urllib3", "requests", "redis", "psycopg", "msal"}
+IMPOSSIBLE_NAMES = ["a", "ab", "pg-prod-", "-pg-prod", "pg_prod", "x" * 64]
+
+
+@pytest.mark.parametrize("name", IMPOSSIBLE_NAMES)
+def test_an_alert_about_an_impossible_server_name_is_400_at_parse_time(runtime, name):
+    status, body = app.post_alert(_renamed("monitor/resource_health_degraded_unplanned.json", name))
+    assert status == 400
+    assert "3-63" in body["error"]
+    assert _no_rows(runtime)
+
+
+@pytest.mark.parametrize("name", IMPOSSIBLE_NAMES)
+def test_an_event_about_an_impossible_server_name_is_dropped_not_raised(runtime, name, caplog):
+    (event,) = _renamed("event_grid/resource_action_success_restart.json", name)
+    with caplog.at_level(logging.WARNING, logger="handlers.eventgrid"):
+        app.deliver(event)  # returns: Event Grid must not redeliver it for 24 hours
+    assert any("dropped as malformed" in r.getMessage() for r in caplog.records)
+    assert _no_rows(runtime)
+
+
+@pytest.mark.parametrize("opening", [b"[", b'{"a":'])
+def test_json_nested_deeper_than_the_decoder_reads_is_400_not_503(runtime, opening):
+    closing = b"]" if opening == b"[" else b"}"
+    depth = (MAX_ALERT_BYTES - 2) // (len(opening) + 1)
+    raw = opening * depth + b"1" + closing * depth
+    assert len(raw) < MAX_ALERT_BYTES
+    status, body = app.post_alert(None, raw=raw)
+    assert status == 400
+    assert "nests JSON deeper" in body["error"]
+    assert _no_rows(runtime)
+
+
+def test_a_storm_logs_the_apps_info_lines_and_no_third_party_chatter(runtime, caplog):
+    caplog.set_level(logging.INFO)  # what the worker and the local runner let through
+    alert = load("monitor/resource_health_degraded_unplanned.json")
+    (event,) = load("event_grid/resource_action_success_restart.json")
+    for n in range(25):
+        alert["data"]["essentials"]["alertId"] = (
+            f"/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/{n}"
+        )
+        assert app.post_alert(alert)[0] == 202
+        app.deliver({**event, "id": f"storm-{n}"})
+    chatter = [
+        r for r in caplog.records if r.name.split(".")[0] in THIRD_PARTY and r.levelno < logging.WARNING
+    ]
+    assert chatter == [], (
+        f"{len(chatter)} third-party lines, e.g. {chatter[0].name}: {chatter[0].getMessage()}"
+    )
+    own = [r for r in caplog.records if r.name.startswith("handlers.") and r.levelno == logging.INFO]
+    assert len(own) >= 25  # one line per Event Grid signal recorded

@@ -1,14 +1,18 @@
-"""Throwaway `redis-server` processes for tests, on free loopback ports.
+"""Throwaway `redis-server` processes for tests, on free loopback ports: standalone and cluster.
 
 Layer: test support. Starts the Debian `redis-server` binary with no persistence
 (`--save "" --appendonly no`) in a temporary directory, bound to 127.0.0.1 only, and never touches
 the system Redis on 6379. `stop()` and `start()` take the server down and bring it back on the
-same port, so tests can check that a client recovers.
+same port, so tests can check that a client recovers. The 3-primary Redis Cluster is
+`local.services.LocalRedisCluster` (the one place that starts clusters, shared with the drill),
+started once per session and flushed before each test that uses it.
 
 Use the fixtures by importing them into a test module or a conftest::
 
     # registers the fixture `redis_server`
     from tests.integration.redis_fixtures import redis_server_fixture  # noqa: F401
+    # `redis_backend`: every test runs twice, on a standalone server and on the cluster
+    from tests.integration.redis_fixtures import redis_backend_fixture, redis_cluster_fixture  # noqa: F401
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
-from local.services import free_port
+from local.services import LocalRedisCluster, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -146,3 +152,76 @@ def shared_redis_server_fixture() -> Iterator[RedisServer]:
     """One redis-server for a whole module; tests must use their own keys or flush it."""
     with RedisServer() as server:
         yield server
+
+
+class RedisBackend:
+    """One Redis a test runs against, standalone or cluster, with an admin client for assertions."""
+
+    def __init__(self, kind: str, url: str, *, server: RedisServer | None = None) -> None:
+        self.kind = kind
+        self.url = url
+        self.server = server
+        self._admin: redis.Redis | RedisCluster | None = None
+
+    @property
+    def clustered(self) -> bool:
+        return self.kind == "cluster"
+
+    def admin(self) -> redis.Redis | RedisCluster:
+        """A decoded client for set-up and assertions (a cluster client on a cluster)."""
+        if self._admin is None:
+            options = {"decode_responses": True, "socket_timeout": 2, "socket_connect_timeout": 2}
+            factory = RedisCluster if self.clustered else redis.Redis
+            self._admin = factory.from_url(self.url, **options)
+        return self._admin
+
+    def nodes(self) -> list[redis.Redis]:
+        """Every primary node (the one node when standalone)."""
+        admin = self.admin()
+        if isinstance(admin, RedisCluster):
+            return [admin.get_redis_connection(node) for node in admin.get_primaries()]
+        return [admin]
+
+    def subscribe(self, channel: str) -> Any:
+        """A pubsub subscribed to `channel`, confirmed before returning (cluster: `RedisCluster.pubsub()`)."""
+        pubsub = self.admin().pubsub()
+        pubsub.subscribe(channel)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None and message["type"] == "subscribe":
+                return pubsub
+        pytest.fail(f"no subscribe confirmation on {self.kind} redis")
+
+    def flush(self) -> None:
+        for node in self.nodes():
+            node.flushall()
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
+@pytest.fixture(scope="session", name="redis_cluster")
+def redis_cluster_fixture() -> Iterator[LocalRedisCluster]:
+    """One 3-primary Redis Cluster on loopback for the whole session (about 2 s to start)."""
+    cluster = LocalRedisCluster(3).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"], name="redis_backend")
+def redis_backend_fixture(request: pytest.FixtureRequest) -> Iterator[RedisBackend]:
+    """The test runs on a fresh standalone redis-server, then on the (flushed) session cluster."""
+    if request.param == "standalone":
+        with RedisServer() as server:
+            backend = RedisBackend("standalone", server.url, server=server)
+            yield backend
+            backend.close()
+        return
+    cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+    backend = RedisBackend("cluster", cluster.url)
+    backend.flush()
+    yield backend
+    backend.close()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -309,3 +310,125 @@ def test_plain_restart_and_emulator_stop_leaves_no_threads(make_arm_client_facto
     emulator.stop()  # idempotent
     left = [t.name for t in threading.enumerate() if t.name.startswith("arm-emulator")]
     assert left == []
+
+
+# --------------------------------------------------------------------------- API 2026-10-01
+
+
+def test_maintenance_events_upcoming_and_past_in_the_real_rest_shape(arm_emulator, arm_inspector):
+    rid = arm_emulator.add_server("rg-maint", "pg-maint", zones=("1", "2"))
+    soon = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=5)
+    planned = arm_emulator.schedule_maintenance(
+        "rg-maint", "pg-maint", start=soon, estimated_downtime="PT1M30S"
+    )
+    done = arm_emulator.schedule_maintenance(
+        "rg-maint", "pg-maint", start=soon - timedelta(days=40), status="Complete", estimated_downtime=None
+    )
+    odd = arm_emulator.schedule_maintenance(
+        "rg-maint",
+        "pg-maint",
+        start=soon + timedelta(days=1),
+        status="PausedByPlatform",
+        estimated_downtime="soon",
+    )
+
+    upcoming = arm_inspector.maintenance_events(rid, upcoming=True)
+    assert [e.event_id for e in upcoming] == [planned, odd]
+    first = upcoming[0]
+    assert (first.server, first.status, first.maintenance_type) == (
+        "pg-maint",
+        "Planned",
+        "PlannedMaintenance",
+    )
+    assert type(first.status) is str and first.start_at == soon and first.start_at.tzinfo is not None
+    assert first.end_at == soon + timedelta(hours=1)
+    assert (first.estimated_downtime, first.estimated_downtime_seconds) == ("PT1M30S", 90.0)
+    assert first.deferrable is True and first.original_start_at == soon
+    assert first.description and not first.covers(soon)  # Planned, not in progress
+    # An unknown status and an unreadable duration are kept as sent, never an error.
+    assert (upcoming[1].status, upcoming[1].estimated_downtime, upcoming[1].estimated_downtime_seconds) == (
+        "PausedByPlatform",
+        "soon",
+        None,
+    )
+
+    past = arm_inspector.maintenance_events(rid, upcoming=False)
+    assert [(e.event_id, e.status, e.estimated_downtime_seconds) for e in past] == [(done, "Complete", None)]
+
+    lists = [r for r in arm_emulator.requests if r.path.endswith("/maintenanceEvents")]
+    assert [r.query.get("maintenanceStatus") for r in lists] == [["Upcoming"], ["Past"]]
+    assert all(r.query.get("api-version") == ["2026-10-01"] and r.status == 200 for r in lists)
+
+    # The SDK's get by id reads the same resource.
+    client = arm_inspector._client_for(arm_emulator.subscription_id)
+    one = client.maintenance_events.get("rg-maint", "pg-maint", planned)
+    assert one.properties.status == "Planned" and one.name == planned
+
+    with pytest.raises(InspectorError) as err:
+        arm_inspector.maintenance_events(arm_emulator.resource_id("rg-maint", "missing"))
+    assert err.value.status == 404
+
+
+def test_maintenance_runs_a_platform_failover_and_completes(arm_emulator, arm_inspector):
+    rid = arm_emulator.add_server("rg-maint", "pg-m", zones=("1", "2"))
+    event_id = arm_emulator.schedule_maintenance(
+        "rg-maint", "pg-m", start=datetime.now(timezone.utc) + timedelta(minutes=1)
+    )
+    arm_emulator.clear_requests()
+    arm_emulator.run_maintenance("rg-maint", "pg-m", event_id)
+    [in_progress] = arm_inspector.maintenance_events(rid)
+    assert in_progress.status == "InProgress" and in_progress.covers(datetime.now(timezone.utc))
+    view, seen = _poll_states(
+        arm_inspector, rid, until=lambda v: v.ha_state == "Healthy" and v.primary_zone == "2", timeout=30
+    )
+    assert "FailingOver" in seen and view.standby_zone == "1"
+    arm_emulator.wait_for("rg-maint", "pg-m", lambda s: s.maintenance[0].status == "Complete", timeout=10)
+    assert arm_inspector.maintenance_events(rid) == ()
+    [past] = arm_inspector.maintenance_events(rid, upcoming=False)
+    assert (
+        past.event_id == event_id
+        and past.status == "Complete"
+        and not past.covers(datetime.now(timezone.utc))
+    )
+    # The platform did it: no restart request went over the wire.
+    assert not [r for r in arm_emulator.requests if r.method != "GET"]
+
+
+def test_scaling_failover_passes_through_compute_updating_by_failover(arm_emulator, arm_inspector):
+    rid = arm_emulator.add_server("rg-scale", "pg-scale", zones=("1", "2"))
+    arm_emulator.run_scaling("rg-scale", "pg-scale", sku_name="Standard_D8ds_v5")
+    view, seen = _poll_states(
+        arm_inspector,
+        rid,
+        until=lambda v: v.ha_state == "Healthy" and v.state == "Ready" and v.primary_zone == "2",
+        timeout=30,
+    )
+    assert "ComputeUpdatingByFailover" in seen and "FailingOver" not in seen
+    assert type(seen[seen.index("ComputeUpdatingByFailover")]) is str
+    assert (view.primary_zone, view.standby_zone) == ("2", "1")
+    history = arm_emulator.history("rg-scale", "pg-scale")
+    assert any(h.ha_state == "ComputeUpdatingByFailover" and h.state == "Updating" for h in history)
+    assert arm_emulator.snapshot("rg-scale", "pg-scale")["sku"]["name"] == "Standard_D8ds_v5"
+
+
+def test_same_zone_converts_to_zone_redundant_without_a_failover(arm_emulator, arm_inspector):
+    rid = arm_emulator.add_server("rg-sz", "pg-sz", ha_mode="SameZone", zones=("1", "1"))
+    before = arm_inspector.get_server(rid)
+    assert (before.ha_mode, before.primary_zone, before.standby_zone) == ("SameZone", "1", "1")
+    arm_emulator.convert_to_zone_redundant("rg-sz", "pg-sz", standby_zone="3")
+    view, seen = _poll_states(arm_inspector, rid, until=lambda v: v.ha_mode == "ZoneRedundant", timeout=30)
+    assert "RecreatingStandby" in seen and "FailingOver" not in seen
+    assert (view.ha_state, view.primary_zone, view.standby_zone) == ("Healthy", "1", "3")
+    assert {h.primary_zone for h in arm_emulator.history("rg-sz", "pg-sz")} == {"1"}  # the primary stayed
+    with pytest.raises(ValueError):
+        arm_emulator.convert_to_zone_redundant("rg-sz", "pg-sz", standby_zone="2")
+
+
+def test_unknown_states_are_kept_as_open_strings(arm_emulator, arm_inspector):
+    rid = arm_emulator.add_server("rg", "pg-future")
+    arm_emulator.update_server(
+        "rg", "pg-future", state="Hibernating", ha_state="SomeFutureHaState", ha_mode="Quorum"
+    )
+    view = arm_inspector.get_server(rid)
+    assert (view.state, view.ha_state, view.ha_mode) == ("Hibernating", "SomeFutureHaState", "Quorum")
+    assert all(type(v) is str for v in (view.state, view.ha_state, view.ha_mode))

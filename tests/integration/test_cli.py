@@ -140,7 +140,7 @@ def test_incident_list_is_an_aligned_table(setup: Setup) -> None:
     assert "open" in newest and "unplanned" in newest and "not measured" in newest
     assert setup.incident_id in first
     assert "resolved" in first and "planned" in first and "2026-11-25 07:16:02" in first
-    assert "12.4 s" in first and "1 -> 2 (standby 1)" in first and "+26.6 s" in first
+    assert "12.4 s" in first and "1 → 2 (standby 1)" in first and "+26.6 s" in first
     assert summary.strip() == "2 incidents"
 
 
@@ -167,7 +167,17 @@ def test_one_incident_reads_like_a_report(setup: Setup) -> None:
     result = run(setup, "incident", setup.incident_id)
     assert result.code == 0
     assert re.search(r"^Write downtime\s+12\.4 s$", result.out, re.M)
-    assert re.search(r"^Zones\s+1 -> 2 \(standby 1\)$", result.out, re.M)
+    assert re.search(r"^Zones\s+1 → 2 \(standby 1\)$", result.out, re.M)
+    assert re.search(r"^Cause\s+planned failover$", result.out, re.M)  # the card's words
+    phases = result.out.split("Phases\n")[1].split("\n\n")[0]
+    assert [line.split("  ")[0] for line in phases.splitlines()[1:]] == [
+        "Detected",
+        "Failing over",
+        "Writes unavailable",
+        "Primary restored",
+        "Resolved",
+    ]
+    assert re.search(r"^Writes unavailable\s+2026-11-25 07:16:16\s+12\.4 s$", phases, re.M)
     assert re.search(r"^Primary restored\s+2026-11-25 07:16:28 UTC \(\+26\.6 s\)$", result.out, re.M)
     timeline = result.out.split("Timeline\n")[1]
     assert timeline.splitlines()[0].split() == ["#", "TIME", "(UTC)", "SOURCE", "KIND", "SUMMARY"]

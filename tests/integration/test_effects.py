@@ -16,8 +16,9 @@ import pytest
 import requests
 
 from failover import lookups
-from failover.adapters.teams import TeamsWebhookNotifier
 from failover.model import EffectName, EffectStatus, Transition
+from failover.notify.http import JsonPoster
+from failover.notify.registry import build_channels
 from local.teams_sink import SinkResponse, TeamsSink
 from tests.builders import T0
 from tests.integration import app_harness as app
@@ -57,7 +58,9 @@ def make_runtime(azurite, table_name, clock, sink, redis_server):
             **extra,
         }
         rt = app.install(env, clock=clock)
-        rt.responder.integrations.notifier = TeamsWebhookNotifier(requests.Session(), timeout=(1.0, 1.5))
+        # A short read timeout, so a hung webhook is seen quickly.
+        poster = JsonPoster(requests.Session(), timeout=(1.0, 1.5))
+        rt.responder.integrations.notify.channels = build_channels(rt.settings, poster)
         created.append(rt)
         return rt
 
@@ -67,8 +70,16 @@ def make_runtime(azurite, table_name, clock, sink, redis_server):
     app.set_runtime(None)
 
 
+PAGERDUTY = EffectName.notify("pagerduty")  # not configured here: always skipped
+
+
 def _effects(rt, incident_id):
-    return {(e.transition, e.name): e for e in rt.store.effects_of(incident_id)}
+    return {(e.transition, e.name): e for e in rt.store.effects_of(incident_id) if e.name is not PAGERDUTY}
+
+
+def _owed_effects(rt, clock):
+    """Outbox pointers to effects (settle checks are not effects)."""
+    return [w for w in rt.store.due_work(clock.now + timedelta(days=30), 100) if w.kind == "effect"]
 
 
 def _open(rt):
@@ -84,7 +95,7 @@ def test_an_opening_refreshes_redis_posts_one_card_and_indexes_the_day(
     incident_id = _open(rt)
     effects = _effects(rt, incident_id)
     assert {e.status for e in effects.values()} == {EffectStatus.DONE}
-    topology = redis_server.client().hgetall("pgha:pg-prod-01:topology")
+    topology = redis_server.client().hgetall("pgha:{pg-prod-01}:topology")
     assert topology["incident_id"] == incident_id
     assert topology["version"] == "1"
     (received,) = sink.accepted
@@ -96,7 +107,7 @@ def test_an_opening_refreshes_redis_posts_one_card_and_indexes_the_day(
     assert [(n.transition, n.status) for n in incident.notifications] == [
         (Transition.OPENED, EffectStatus.DONE)
     ]
-    assert rt.store.pending_outbox_count() == 0
+    assert _owed_effects(rt, clock) == []
     across = lookups.list_incidents(rt.store, rt.settings, until="2026-11-26T00:00:00Z", now=clock())
     (listed,) = across["incidents"]
     assert listed["notifications"][0]["transition"] == "opened"
@@ -115,7 +126,7 @@ def test_redis_down_keeps_the_record_and_the_sweeper_finishes_once(make_runtime,
     redis_server.start()
     client = redis_server.client()
     pubsub = client.pubsub()
-    pubsub.subscribe("pgha:pg-prod-01:events")
+    pubsub.subscribe("pgha:{pg-prod-01}:events")
     pubsub.get_message(timeout=1)
     assert rt.responder.sweep().done == 0  # not due yet: backoff
     clock.advance(3600)
@@ -127,51 +138,59 @@ def test_redis_down_keeps_the_record_and_the_sweeper_finishes_once(make_runtime,
     )
     messages = [m for m in iter(lambda: pubsub.get_message(timeout=0.5), None) if m["type"] == "message"]
     assert len(messages) == 1
-    assert client.get("pgha:pg-prod-01:epoch") in (None, "0")
+    assert client.get("pgha:{pg-prod-01}:epoch") in (None, "0")
 
 
-def test_429_with_retry_after_then_200_delivers_exactly_one_card(make_runtime, sink):
-    sink.script([(429, {"Retry-After": "1"}), 202])
+def test_429_with_retry_after_is_left_to_the_outbox_then_delivers_exactly_one_card(make_runtime, sink, clock):
+    sink.script([(429, {"Retry-After": "120"}), 202])
     rt = make_runtime()
     incident_id = _open(rt)
-    assert len(sink.accepted) == 1
+    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)]
+    assert [r.status for r in sink.received] == [429]  # no retry, no sleep inside the request
+    assert card.status is EffectStatus.PENDING
+    assert card.next_attempt_at is not None and card.next_attempt_at >= clock.now + timedelta(seconds=120)
+    rt.responder.sweep()
+    assert len(sink.received) == 1  # not due yet
+    clock.advance(121)
+    rt.responder.sweep()
     assert [r.status for r in sink.received] == [429, 202]
-    assert sink.received[1].at - sink.received[0].at >= 0.9
-    assert _effects(rt, incident_id)[(Transition.OPENED, EffectName.TEAMS_CARD)].status is EffectStatus.DONE
+    assert _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)].status is EffectStatus.DONE
 
 
 def test_500_three_times_then_200_delivers_one_card(make_runtime, sink, clock):
     sink.script([500, 500, 500, 202])
     rt = make_runtime()
     incident_id = _open(rt)
-    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.TEAMS_CARD)]
-    assert card.status is EffectStatus.PENDING  # the notifier's in-call retries ran out
+    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)]
+    assert card.status is EffectStatus.PENDING
     assert "500" in card.last_error
-    clock.advance(3600)
-    rt.responder.sweep()
+    for _ in range(3):
+        clock.advance(600)
+        rt.responder.sweep()
+    assert [r.status for r in sink.received] == [500, 500, 500, 202]
     assert len(sink.accepted) == 1
-    assert _effects(rt, incident_id)[(Transition.OPENED, EffectName.TEAMS_CARD)].status is EffectStatus.DONE
+    assert _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)].status is EffectStatus.DONE
 
 
-def test_400_ends_the_effect_dead_and_the_incident_says_so(make_runtime, sink):
+def test_400_ends_the_effect_dead_and_the_incident_says_so(make_runtime, sink, clock):
     sink.script([SinkResponse(400, body="Bad card")])
     rt = make_runtime()
     incident_id = _open(rt)
-    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.TEAMS_CARD)]
+    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)]
     assert card.status is EffectStatus.DEAD
     assert "400" in card.last_error
     incident = rt.store.get_incident(incident_id)
     assert [(n.transition, n.status) for n in incident.notifications] == [
         (Transition.OPENED, EffectStatus.DEAD)
     ]
-    assert rt.store.pending_outbox_count() == 0
+    assert _owed_effects(rt, clock) == []
 
 
 def test_a_hung_webhook_times_out_and_stays_pending(make_runtime, sink):
     sink.hang(10)
     rt = make_runtime()
     incident_id = _open(rt)
-    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.TEAMS_CARD)]
+    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)]
     assert card.status is EffectStatus.PENDING
     assert card.last_error
 
@@ -179,7 +198,7 @@ def test_a_hung_webhook_times_out_and_stays_pending(make_runtime, sink):
 def test_two_workers_on_the_same_pending_effects_run_each_once(make_runtime, redis_server, sink, clock):
     rt = make_runtime()
     redis_server.stop()
-    sink.script([500] * 3)
+    sink.script([500])
     incident_id = _open(rt)
     assert {e.status for n, e in _effects(rt, incident_id).items() if n[1] is not EffectName.DAY_INDEX} == {
         EffectStatus.PENDING
@@ -240,20 +259,34 @@ def test_cards_held_back_in_a_maintenance_window_and_resolved_after_it(make_runt
     assert sink.accepted == []
     app.post_alert(load("monitor/resource_health_available.json"))
     clock.now = T0 + timedelta(minutes=30)
-    rt.responder.sweep()  # settles: the resolved card waits for the window's end
+    rt.responder.sweep()  # settles: the resolved card waits for the window's end too
     assert sink.accepted == []
-    effects = _effects(rt, incident_id)
-    assert effects[(Transition.OPENED, EffectName.TEAMS_CARD)].status is EffectStatus.SUPPRESSED
+    assert (
+        _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)].status is EffectStatus.PENDING
+    )
     clock.now = T0 + timedelta(hours=1, minutes=1)
     rt.responder.sweep()
-    (resolved_card,) = sink.accepted
+    (resolved_card,) = sink.accepted  # the opened card was superseded: the incident ended in the window
     assert "resolved" in json.dumps(resolved_card.card).lower()
-    statuses = {(n.transition, n.status) for n in rt.store.get_incident(incident_id).notifications}
-    assert statuses == {
-        (Transition.OPENED, EffectStatus.SUPPRESSED),
-        (Transition.PRIMARY_RESTORED, EffectStatus.SUPPRESSED),
-        (Transition.RESOLVED, EffectStatus.DONE),
+    statuses = {
+        (n.transition, n.status)
+        for n in rt.store.get_incident(incident_id).notifications
+        if n.channel == "teams"
     }
+    assert (Transition.OPENED, EffectStatus.SUPPRESSED) in statuses
+    assert (Transition.RESOLVED, EffectStatus.DONE) in statuses
+
+
+def test_a_card_held_in_a_window_goes_out_at_its_end_while_the_incident_is_open(make_runtime, sink, clock):
+    rt = make_runtime(MAINTENANCE_WINDOWS="pg-prod-*@2026-11-25T07:00Z/2026-11-25T07:30Z")
+    incident_id = _open(rt)
+    assert sink.accepted == []
+    clock.now = T0 + timedelta(minutes=31)
+    rt.responder.sweep()
+    (opened_card,) = sink.accepted
+    assert "Failover in progress" in json.dumps(opened_card.card)
+    card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)]
+    assert card.status is EffectStatus.DONE and card.attempts == 1
 
 
 def test_the_webhook_url_never_leaks(make_runtime, sink, caplog):
@@ -268,11 +301,11 @@ def test_the_webhook_url_never_leaks(make_runtime, sink, caplog):
     assert not [t for t in texts if any(s in t for s in secrets)]
 
 
-def test_removing_a_pointer_twice_is_harmless(make_runtime):
+def test_removing_a_pointer_twice_is_harmless(make_runtime, clock):
     rt = make_runtime()
-    rt.store.add_outbox(
-        [{"PartitionKey": "~outbox", "RowKey": "x~pg-prod-01~effect", "server": "pg-prod-01"}]
-    )
-    rt.store.remove_outbox(["x~pg-prod-01~effect"])
-    rt.store.remove_outbox(["x~pg-prod-01~effect", "never-existed"])  # two sweepers raced: no error
-    assert rt.store.pending_outbox_count() == 0
+    rt.store.schedule_settle("pg-prod-01", clock.now, now=clock.now)
+    work = rt.store.due_work(clock.now, 10)
+    assert len(work) == 1
+    rt.store.finish_work(work)
+    rt.store.finish_work(work)  # two sweepers raced: no error
+    assert rt.store.pending_work_count() == 0

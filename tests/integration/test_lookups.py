@@ -311,7 +311,7 @@ def _set_effect(
     from failover.model import Effect
 
     server, _ = codec.split_incident_id(incident_id)
-    found = store.get_effect(server, codec.effect_key(incident_id, transition, name))
+    found = store.get_effect(server, incident_id, transition, name)
     effect = found[0] if found else Effect(incident_id, server, transition, name, created_at=T0)
     updated = replace(
         effect, status=status, last_error=error, attempts=attempts, updated_at=T0 + timedelta(seconds=40)
@@ -434,3 +434,124 @@ def test_empty_answers_are_well_formed(seeded: Seeded, counted: Any) -> None:
     )
     assert page == {"incidents": [], "continuation": None}
     assert counted() == 0
+
+
+# --- bounded reads (issue 13, finding 5) ---------------------------------------------------------
+
+
+@pytest.fixture
+def queries(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every Table query a lookup runs; more than 100 in one test fails it at once."""
+    ran: list[str] = []
+    real = seeded.store._query
+
+    def spy(query_filter: str, parameters: Any, **kwargs: Any) -> Any:
+        ran.append(str(parameters.get("pk")))
+        assert len(ran) <= 100, "a lookup ran more than 100 Table queries"
+        return real(query_filter, parameters, **kwargs)
+
+    monkeypatch.setattr(seeded.store, "_query", spy)
+    return ran
+
+
+def test_a_cross_server_listing_spends_at_most_its_query_budget_then_continues(
+    seeded: Seeded, queries: list[str]
+) -> None:
+    since, until = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)  # 304 days
+    ids: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        before = len(queries)
+        page = lookups.list_incidents(
+            seeded.store, SETTINGS, since=iso(since), until=iso(until), limit=200, continuation=token, now=NOW
+        )
+        assert len(queries) - before <= lookups.MAX_DAY_QUERIES
+        ids += [i["incident_id"] for i in page["incidents"]]
+        token, pages = page["continuation"], pages + 1
+        if token is None:
+            break
+        queries.clear()
+    assert pages > 304 // lookups.MAX_DAY_QUERIES  # empty stretches of days cost pages, not queries
+    assert ids == seeded.truth(since=since, until=until)
+
+
+def test_a_signed_token_whose_window_is_too_wide_is_refused(seeded: Seeded, queries: list[str]) -> None:
+    """The development key is public: a token made with it must not buy 36,525 day queries."""
+    query = lookups.parse_query(limit=10)
+    cursor = {
+        "m": "day",
+        "day": "2099-12-31",
+        "since": "2000-01-01T00:00:00Z",
+        "until": "2099-12-31T00:00:00Z",
+    }
+    token = lookups.ContinuationSigner(SETTINGS).sign(query, cursor)
+    with pytest.raises(lookups.BadLookupError, match="continuation"):
+        lookups.list_incidents(seeded.store, SETTINGS, limit=10, continuation=token, now=NOW)
+    asked = lookups.parse_query(since="2026-09-01T00:00:00Z", limit=10)
+    moved = {**cursor, "day": "2026-09-30", "since": "2026-09-02T00:00:00Z", "until": "2026-09-30T00:00:00Z"}
+    token = lookups.ContinuationSigner(SETTINGS).sign(asked, moved)  # a window other than the one asked
+    with pytest.raises(lookups.BadLookupError, match="continuation"):
+        lookups.list_incidents(
+            seeded.store, SETTINGS, since="2026-09-01T00:00:00Z", limit=10, continuation=token, now=NOW
+        )
+    assert queries == []
+
+
+LONG_SERVER = "pg-long-01"
+LONG_ENTRIES = 1_234
+
+
+@pytest.fixture(scope="module")
+def long_incident(seeded: Seeded) -> str:
+    """An incident with 1,234 timeline entries, written straight into its partition."""
+    from failover.model import Incident
+
+    opened = T0 + timedelta(days=2)
+    signals = [
+        signal(SignalKind.WRITE_UNAVAILABLE, n, server=LONG_SERVER, at=opened, signal_id=f"long:{n}")
+        for n in range(LONG_ENTRIES)
+    ]
+    incident = Incident(
+        incident_id=f"{LONG_SERVER}~{compact(opened)}",
+        server=LONG_SERVER,
+        resource_id=signals[0].resource_id,
+        status=IncidentStatus.OPEN,
+        cause=Cause.UNKNOWN,
+        cause_confidence=0,
+        opened_at=opened,
+        last_signal_at=signals[-1].observed_at,
+    )
+    rows = [codec.incident_to_entity(incident)] + [codec.signal_to_entity(s) for s in signals]
+    for start in range(0, len(rows), 100):
+        seeded.store._client.submit_transaction([("upsert", e) for e in rows[start : start + 100]])
+    return incident.incident_id
+
+
+def test_a_long_timeline_is_answered_in_capped_parts(seeded: Seeded, long_incident: str) -> None:
+    seen: list[str] = []
+    start: int | None = 0
+    while start is not None:
+        part = lookups.get_incident(seeded.store, SETTINGS, long_incident, start=str(start))
+        assert len(part["timeline"]) <= lookups.MAX_TIMELINE
+        assert (part["timeline_start"], part["timeline_total"]) == (start, LONG_ENTRIES)
+        seen += [e["signal_id"] for e in part["timeline"]]
+        start = part["timeline_next"]
+    assert seen == [f"long:{n}" for n in range(LONG_ENTRIES)]
+    with pytest.raises(lookups.BadLookupError, match="start"):
+        lookups.get_incident(seeded.store, SETTINGS, long_incident, start="-1")
+
+
+def test_the_timeline_page_of_a_long_incident_is_capped_with_a_more_link(
+    seeded: Seeded, long_incident: str
+) -> None:
+    from failover.timeline_html import render_timeline_page
+
+    page = render_timeline_page(lookups.incident_view(seeded.store, SETTINGS, long_incident), now=NOW)
+    assert page.count("long:") == lookups.MAX_TIMELINE
+    assert f'href="?start={lookups.MAX_TIMELINE}"' in page
+    assert f"of {LONG_ENTRIES:,}" in page
+    last = render_timeline_page(
+        lookups.incident_view(seeded.store, SETTINGS, long_incident, start=1000), now=NOW
+    )
+    assert last.count("long:") == LONG_ENTRIES - 1000 and "?start=" not in last

@@ -82,7 +82,7 @@ def test_standby_only_conninfo_is_connected_but_not_writable(pg_pair, pg_passwor
         assert check.connected and not check.writable and not check.ok
         assert check.in_recovery is True
         assert check.postmaster_started_at is not None
-        assert "recovery" in (check.error or "")
+        assert "recovery" in (check.error or "") and check.fault == "read_only"
     finally:
         probe.close()
 
@@ -107,6 +107,7 @@ def test_statement_timeout_bounds_a_slow_write(pg_pair, pg_password):
         elapsed = time.monotonic() - started
         assert check.connected and not check.writable
         assert "statement timeout" in (check.error or ""), check.error
+        assert check.fault == "statement_timeout"
         assert elapsed < 2.5
     finally:
         with _admin(pg_pair, pg_password) as conn:
@@ -139,7 +140,7 @@ def test_wrong_password_and_failing_token_provider_are_redacted(pg_pair):
     probe = _probe(pg_pair.conninfo(), secret)
     check = probe.check(SERVER)
     assert not check.connected and not check.writable
-    assert "password authentication failed" in (check.error or "")
+    assert check.fault == "login_refused" and "authentication failed" in (check.error or "")
     assert secret not in (check.error or "")
     assert f"port={pg_pair.primary_port},{pg_pair.standby_port}" not in (check.error or "")
 
@@ -149,6 +150,7 @@ def test_wrong_password_and_failing_token_provider_are_redacted(pg_pair):
     probe = PostgresProbe(lambda s: pg_pair.conninfo(), broken, probe_id="broken")
     check = probe.check(SERVER)
     assert not check.connected and "could not get a password or token" in (check.error or "")
+    assert check.fault == "token_error"
     assert secret not in (check.error or "")
 
 
@@ -173,6 +175,7 @@ def test_restart_sync_standby_loss_and_a_down_server(fresh_pg_pair, pg_password)
         assert time.monotonic() - started < 5
         assert hung.connected and not hung.writable
         assert "synchronous replication" in (hung.error or ""), hung.error
+        assert hung.fault == "statement_timeout"  # a slow commit on a live primary: not evidence
 
         # The primary is down too: nothing answers the endpoint.
         pgpair.stop_node(pair, pair.primary, mode="immediate")
@@ -182,6 +185,7 @@ def test_restart_sync_standby_loss_and_a_down_server(fresh_pg_pair, pg_password)
         assert not down.connected and not down.writable and not down.ok
         assert down.in_recovery is None and down.postmaster_started_at is None
         assert down.error and pg_password not in down.error and "password=" not in down.error
+        assert down.fault == "unreachable"
     finally:
         probe.close()
 
@@ -194,6 +198,7 @@ def test_primary_killed_standby_alive_is_not_connected_through_the_endpoint(fres
         pgpair.kill_primary(pair)
         check = probe.check(SERVER)
         assert not check.connected and not check.ok  # only a read-only node is left
+        assert check.fault in ("read_only", "unreachable")
         pgpair.promote_standby(pair)
         healed = probe.check(SERVER)
         assert healed.ok, healed.error

@@ -95,7 +95,7 @@ def test_forced_failover_measured_like_a_client(azurite, table_name, emulator, f
     client_gap = client.longest_gap()
     # Locally a forced failover interrupts writes for 0.15-0.3 s: more than two client intervals.
     assert client_gap > 2 * client.interval, "the failover should have interrupted writes"
-    timeline = runtime.store.timeline(incident, runtime.settings.policy.quiet)
+    timeline = runtime.store.timeline(incident)
     assert incident.write_downtime_seconds is not None, (
         report.servers,
         [(e.kind, e.summary) for e in timeline],

@@ -38,7 +38,7 @@ def _incidents(runtime, server="pg-prod-01"):
 
 
 def _timeline(runtime, incident):
-    return runtime.store.timeline(incident, runtime.settings.policy.quiet)
+    return runtime.store.timeline(incident)
 
 
 def test_same_alert_posted_five_times_records_one_signal(runtime):

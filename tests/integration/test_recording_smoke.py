@@ -27,7 +27,7 @@ def test_duplicate_and_incident(store, clock):
     assert incident is not None
     assert incident.signal_count == 3
     assert incident.cause is Cause.FORCED
-    timeline = store.timeline(incident, responder.policy.quiet)
+    timeline = store.timeline(incident)
     assert [e.kind for e in timeline] == ["failover_started", "db_down", "db_up"]
     assert incident.status is IncidentStatus.OPEN
     clock.advance(3600)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,9 +13,15 @@ import pytest
 import redis
 from redis.connection import SSLConnection
 
-from failover.adapters.redis_cache import CacheConfigError, RedisTopologyCache, build_redis_client
+from failover.adapters.redis_cache import (
+    CacheConfigError,
+    RedisTopologyCache,
+    build_redis_client,
+    redis_client_factory,
+)
 from failover.errors import CacheUnavailableError, ConfigError, PermanentError
 from failover.model import Topology
+from local.services import LocalRedisCluster
 from tests.integration.redis_fixtures import RedisServer, redis_server_fixture  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
@@ -40,15 +47,22 @@ def topo(version: int, primary: str = "1", standby: str = "2", ha_state: str = "
     )
 
 
+def standalone(client: object) -> redis.Redis:
+    assert isinstance(client, redis.Redis)  # cluster="false" (the default of build_redis_client)
+    return client
+
+
 def client_for(
     server: RedisServer, *, socket_timeout: float = 1.0, connect_timeout: float = 1.0, retries: int = 2
 ) -> redis.Redis:
-    return build_redis_client(
-        server.url,
-        entra_identity=None,
-        socket_timeout=socket_timeout,
-        connect_timeout=connect_timeout,
-        retries=retries,
+    return standalone(
+        build_redis_client(
+            server.url,
+            entra_identity=None,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+        )
     )
 
 
@@ -65,7 +79,7 @@ def test_publish_writes_the_hash_sets_the_epoch_and_announces_it(redis_server):
     cache = RedisTopologyCache(client_for(redis_server))
     watcher = redis_server.client()
     pubsub = watcher.pubsub()
-    pubsub.subscribe(f"pgha:{SERVER}:events")
+    pubsub.subscribe(f"pgha:{{{SERVER}}}:events")
     assert pubsub.get_message(timeout=2)["type"] == "subscribe"  # subscribed before publishing
 
     result = cache.publish(topo(7, primary="2", standby="1"), epoch=1)
@@ -80,11 +94,13 @@ def test_publish_writes_the_hash_sets_the_epoch_and_announces_it(redis_server):
         "ha_state": "Healthy",
         "fqdn": "pg-prod-01.postgres.database.azure.com",
         "read_replicas": ",".join(REPLICAS),
+        "replicas": "[]",
+        "endpoints": "{}",
         "incident_id": "pg-prod-01~20261125T071602Z",
         "version": "7",
         "updated_at": "2026-11-25T07:16:02Z",
     }
-    assert watcher.get(f"pgha:{SERVER}:epoch") == "1"
+    assert watcher.get(f"pgha:{{{SERVER}}}:epoch") == "1"
     message = next_message(pubsub)
     assert message is not None, "no message on the events channel within 3 s"
     assert json.loads(message["data"]) == {
@@ -104,7 +120,7 @@ def test_older_or_equal_version_is_refused_and_announces_nothing(redis_server):
     assert cache.publish(topo(10, primary="2"), epoch=3).written
     watcher = redis_server.client()
     pubsub = watcher.pubsub()
-    pubsub.subscribe(f"pgha:{SERVER}:events")
+    pubsub.subscribe(f"pgha:{{{SERVER}}}:events")
     pubsub.get_message(timeout=2)
 
     older = cache.publish(topo(9, primary="3", ha_state="FailingOver"), epoch=4)
@@ -114,7 +130,7 @@ def test_older_or_equal_version_is_refused_and_announces_nothing(redis_server):
     assert (replay.written, replay.epoch) == (False, 3)
     assert cache.read(SERVER)["primary_zone"] == "2"
     assert cache.read(SERVER)["version"] == "10"
-    assert watcher.get(f"pgha:{SERVER}:epoch") == "3"
+    assert watcher.get(f"pgha:{{{SERVER}}}:epoch") == "3"
     assert next_message(pubsub, timeout=0.5) is None
     pubsub.close()
 
@@ -123,7 +139,7 @@ def test_epoch_rises_once_per_primary_change_and_never_decreases(redis_server):
     cache = RedisTopologyCache(client_for(redis_server))
     watcher = redis_server.client()
     pubsub = watcher.pubsub()
-    pubsub.subscribe(f"pgha:{SERVER}:events")
+    pubsub.subscribe(f"pgha:{{{SERVER}}}:events")
     pubsub.get_message(timeout=2)
 
     # The core passes epoch + 1 on a primary change and the same epoch otherwise.
@@ -140,7 +156,7 @@ def test_epoch_rises_once_per_primary_change_and_never_decreases(redis_server):
 
     assert epochs == [1, 2, 2, 3, 3, 3]  # a lower epoch (5 -> 2) never takes the stored one back
     assert epochs == sorted(epochs)
-    assert watcher.get(f"pgha:{SERVER}:epoch") == "3"
+    assert watcher.get(f"pgha:{{{SERVER}}}:epoch") == "3"
     assert cache.read_epoch(SERVER) == 3
     pubsub.close()
 
@@ -154,7 +170,7 @@ def test_pattern_invalidation_scans_and_unlinks_only_matching_keys(redis_server)
     pipe.execute()
     cache = RedisTopologyCache(client_for(redis_server), scan_batch=100)
     cache.publish(topo(1), epoch=1)
-    admin.set("pgha:pg-prod-02:topology", "other server's, untouched")
+    admin.set("pgha:{pg-prod-02}:topology", "other server's, untouched")
     admin.config_resetstat()
 
     result = cache.publish(topo(2, primary="2"), epoch=2, patterns=("app:{server}:*", "pgha:*"))
@@ -165,7 +181,7 @@ def test_pattern_invalidation_scans_and_unlinks_only_matching_keys(redis_server)
     assert admin.exists(f"app:{SERVER}:orders:5") == 0
     assert admin.exists("app:pg-prod-02:orders:5") == 1
     assert cache.read(SERVER)["version"] == "2"  # "pgha:*" never removes the cache's own keys
-    assert admin.get(f"pgha:{SERVER}:epoch") == "2"
+    assert admin.get(f"pgha:{{{SERVER}}}:epoch") == "2"
     stats = admin.info("commandstats")
     assert "cmdstat_keys" not in stats
     assert stats["cmdstat_scan"]["calls"] >= 2000 // 100
@@ -262,7 +278,9 @@ def test_read_of_an_unknown_server_is_empty(redis_server):
 
 
 def test_rediss_url_builds_a_tls_connection_without_network():
-    client = build_redis_client("rediss://:pw@cache.westeurope.redis.azure.net:10000/0", entra_identity=None)
+    client = standalone(
+        build_redis_client("rediss://:pw@cache.westeurope.redis.azure.net:10000/0", entra_identity=None)
+    )
     pool = client.connection_pool
     assert pool.connection_class is SSLConnection
     kwargs = pool.connection_kwargs
@@ -272,13 +290,15 @@ def test_rediss_url_builds_a_tls_connection_without_network():
     assert kwargs["health_check_interval"] == 30
     assert kwargs["retry"].get_retries() == 2
     assert kwargs["decode_responses"] is True
-    plain = build_redis_client("redis://127.0.0.1:6399/0", entra_identity=None)
+    plain = standalone(build_redis_client("redis://127.0.0.1:6399/0", entra_identity=None))
     assert plain.connection_pool.connection_class is not SSLConnection
 
 
 @pytest.mark.parametrize("identity", ["system", "00000000-0000-0000-0000-000000000001"])
 def test_entra_identity_uses_a_managed_identity_credential_provider(identity):
-    client = build_redis_client("rediss://cache.westeurope.redis.azure.net:10000", entra_identity=identity)
+    client = standalone(
+        build_redis_client("rediss://cache.westeurope.redis.azure.net:10000", entra_identity=identity)
+    )
     provider = client.connection_pool.connection_kwargs["credential_provider"]
     assert type(provider).__name__ == "EntraIdCredentialsProvider"
     assert client.connection_pool.connection_class is SSLConnection
@@ -300,3 +320,47 @@ def test_bad_redis_settings_are_config_errors_that_hide_the_url(url, identity):
     assert "REDIS_URL" in str(caught.value)
     assert "pw-secret" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_a_redis_down_when_the_worker_starts_fails_calls_not_the_app_and_is_retried(redis_server):
+    """`auto` needs the node to answer: the client is built on first use and again after a failure."""
+    redis_server.stop()
+    cache = RedisTopologyCache(redis_client_factory(redis_server.url, entra_identity=None, cluster="auto"))
+    with pytest.raises(CacheUnavailableError) as caught:
+        cache.publish(topo(1), epoch=1)
+    assert "127.0.0.1" not in str(caught.value)
+    redis_server.start()
+    assert cache.publish(topo(1), epoch=1).written
+    assert cache.clustered is False
+
+
+def test_a_cluster_with_a_dead_primary_is_unavailable_without_addresses():
+    cluster = LocalRedisCluster(3).start()
+    try:
+        cache = RedisTopologyCache(
+            redis_client_factory(cluster.url, entra_identity=None, cluster="true", retries=0)
+        )
+        servers = [f"pg-node-{i}" for i in range(12)]
+        for server in servers:
+            cache.publish(replace(topo(1), server=server), epoch=1)
+        cluster.stop_node(2)  # the third primary: its slots are no longer served
+        errors = []
+        for server in servers:
+            try:
+                cache.publish(replace(topo(2), server=server), epoch=1)
+            except CacheUnavailableError as exc:
+                errors.append(str(exc))
+        assert errors, "no publish reached the dead primary's slots"
+        assert all("127.0.0.1" not in e and str(cluster.ports[2]) not in e for e in errors)
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("value", ["auto", "true", "false", "TRUE"])
+def test_redis_cluster_setting_is_validated(value):
+    redis_client_factory("redis://127.0.0.1:6399/0", entra_identity=None, cluster=value)
+
+
+def test_a_bad_redis_cluster_setting_is_a_config_error():
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER"):
+        redis_client_factory("redis://127.0.0.1:6399/0", entra_identity=None, cluster="yes")

@@ -6,6 +6,7 @@ Every wait is bounded; the whole file runs in a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -185,6 +186,58 @@ def test_function_route_with_the_key_in_header_or_code_param(
 ) -> None:
     status, _, _ = call(f"{base}/api/alerts{query}", method="POST", body=b"{}", headers=headers)
     assert status == 202
+
+
+ALERTS_KEY = "alerts-" + secrets.token_hex(16)
+READ_KEY = "read-" + secrets.token_hex(16)
+
+
+def test_a_function_key_opens_only_its_own_functions() -> None:
+    """The action group holds a key for POST /api/alerts only; readers hold one for the read routes."""
+    app, _ = build_app(fast_timers=False)
+    keys = {"post_alert": ALERTS_KEY, "get_incident": READ_KEY, "GET_TIMELINE": READ_KEY}
+    host = FunctionHost(app, function_key=KEY, function_keys=keys, port=0, run_timers=False)
+    host.start()
+    try:
+        base = host.base_url
+
+        def status(path: str, key: str, method: str = "GET") -> int:
+            body = b"{}" if method == "POST" else None
+            return call(f"{base}{path}", method=method, body=body, headers={"x-functions-key": key})[0]
+
+        assert status("/api/alerts", ALERTS_KEY, "POST") == 202
+        assert call(f"{base}/api/alerts?code={ALERTS_KEY}", method="POST", body=b"{}")[0] == 202
+        assert status("/api/incidents/x", ALERTS_KEY) == 401
+        assert status("/api/incidents/x/timeline", ALERTS_KEY) == 401
+        assert status("/api/incidents/x", READ_KEY) == 200
+        assert status("/api/incidents/x/timeline", READ_KEY) == 200
+        assert status("/api/alerts", READ_KEY, "POST") == 401
+        assert status("/api/admin/ping", READ_KEY) == 401
+        for path, method in [
+            ("/api/alerts", "POST"),
+            ("/api/incidents/x", "GET"),
+            ("/api/admin/ping", "GET"),
+        ]:
+            assert status(path, KEY, method) == (200 if method == "GET" else 202)  # the host key opens all
+        event_grid = "/runtime/webhooks/eventgrid?functionName=on_resource_event"
+        headers = {"x-functions-key": ALERTS_KEY, "aeg-event-type": "Notification"}
+        assert call(f"{base}{event_grid}", method="POST", body=b"[]", headers=headers)[0] == 401
+    finally:
+        host.stop()
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"no_such_function": "k"}, "not an HTTP function"),
+        ({"tick": "k"}, "not an HTTP function"),
+        ({"post_alert": ""}, "empty"),
+    ],
+)
+def test_function_keys_must_name_http_functions_and_not_be_empty(keys: dict[str, str], message: str) -> None:
+    app, _ = build_app(fast_timers=False)
+    with pytest.raises(ValueError, match=message):
+        FunctionHost(app, function_key=KEY, function_keys=keys, port=0, run_timers=False)
 
 
 def test_admin_level_needs_the_key_too(base: str) -> None:
@@ -368,6 +421,8 @@ def test_event_grid_webhook_errors(base: str, rec: Recorder) -> None:
     assert post_events(eg_url(base), [eg_event("e")], kind="Whatever")[0] == 400
     assert post_events(eg_url(base), [eg_event("e")], kind="Unsubscribe")[0] == 202
     assert call(eg_url(base), headers=headers)[0] == 405
+    deep = b"[" * 50_000 + b"]" * 50_000  # deeper than Python's decoder reads: 400, not 500
+    assert call(eg_url(base), method="POST", body=deep, headers=headers)[0] == 400
     assert rec.events == []
 
 
@@ -646,11 +701,14 @@ def test_cli_without_the_key_names_it() -> None:
     assert "LOCAL_FUNCTION_KEY" in stderr
 
 
-def test_cli_serves_and_stops_on_sigterm() -> None:
+@contextlib.contextmanager
+def _served_cli(env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+    """The CLI serving the sample app: yields (base URL, [stderr once stopped]); SIGTERM must stop it."""
     port = _free_port()
-    proc = _cli({**os.environ, "LOCAL_FUNCTION_KEY": KEY}, port)
+    proc = _cli(env, port)
+    base = f"http://127.0.0.1:{port}"
+    stderr: list[str] = []
     try:
-        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 8
         status = None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -660,14 +718,28 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
             except OSError:
                 time.sleep(0.05)
         assert status == 200
-        assert call(f"{base}/api/incidents/x?code={KEY}")[0] == 200
-        assert call(f"{base}/api/incidents/x?code=nope")[0] == 401
+        yield base, stderr
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=10)
+        stderr.append(proc.communicate(timeout=10)[1])
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, stderr
-    assert "SIGTERM" in stderr
-    assert KEY not in stderr
+
+
+def test_cli_reads_function_keys_from_the_environment() -> None:
+    env = {**os.environ, "LOCAL_FUNCTION_KEY": KEY, "LOCAL_FUNCTION_KEY_POST_ALERT": ALERTS_KEY}
+    with _served_cli(env) as (base, stderr):
+        assert call(f"{base}/api/alerts?code={ALERTS_KEY}", method="POST", body=b"{}")[0] == 202
+        assert call(f"{base}/api/incidents/x?code={ALERTS_KEY}")[0] == 401
+        assert call(f"{base}/api/incidents/x?code={KEY}")[0] == 200
+    assert ALERTS_KEY not in stderr[0] and KEY not in stderr[0]
+
+
+def test_cli_serves_and_stops_on_sigterm() -> None:
+    with _served_cli({**os.environ, "LOCAL_FUNCTION_KEY": KEY}) as (base, stderr):
+        assert call(f"{base}/api/incidents/x?code={KEY}")[0] == 200
+        assert call(f"{base}/api/incidents/x?code=nope")[0] == 401
+    assert "SIGTERM" in stderr[0]
+    assert KEY not in stderr[0]

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import handlers.eventgrid
+import failover.sources.event_grid
 from failover.errors import InvalidPayloadError
 from failover.model import Signal, signal_hash
 from failover.sources.event_grid import parse_event
@@ -268,7 +268,7 @@ def fuzzed(azurite: str) -> Iterator[Fuzzed]:
         return result
 
     with pytest.MonkeyPatch.context() as patch, state.served:
-        patch.setattr(handlers.eventgrid, "parse_event", recording_parse)
+        patch.setattr(failover.sources.event_grid, "parse_event", recording_parse)
         yield state
     runtime.store._client.delete_table()
     set_runtime(None)

@@ -76,8 +76,7 @@ def test_late_delivery_across_failovers_keeps_incidents_apart_and_timelines_cons
     for payload in order:
         assert served.post_alert(payload).status_code == 202
     incidents = _incidents(runtime)
-    quiet = runtime.settings.policy.quiet
-    consistency = [(i.incident_id, i.signal_count, len(runtime.store.timeline(i, quiet))) for i in incidents]
+    consistency = [(i.incident_id, i.signal_count, len(runtime.store.timeline(i))) for i in incidents]
     assert [(count, entries) for _, count, entries in consistency] == [(2, 2)] * 3, consistency
 
 
@@ -87,9 +86,8 @@ def test_the_same_failovers_in_time_order_make_three_consistent_incidents(app) -
     for n, (problem, recovery) in enumerate(FAILOVERS):
         assert served.post_alert(_health(2 * n, problem, "Degraded")).status_code == 202
         assert served.post_alert(_health(2 * n + 1, recovery, "Available")).status_code == 202
-    quiet = runtime.settings.policy.quiet
     incidents = _incidents(runtime)
-    assert [(i.signal_count, len(runtime.store.timeline(i, quiet))) for i in incidents] == [(2, 2)] * 3
+    assert [(i.signal_count, len(runtime.store.timeline(i))) for i in incidents] == [(2, 2)] * 3
 
 
 def _nine_failovers(served: Served) -> None:
@@ -129,9 +127,8 @@ def test_a_late_signal_for_a_forgotten_failover_does_not_open_a_second_incident(
     _nine_failovers(served)
     assert served.post_alert(_health(998, 60, "Degraded")).status_code == 202
     incidents = _incidents(runtime)
-    quiet = runtime.settings.policy.quiet
     assert len(incidents) == 9, [i.incident_id for i in incidents]
-    assert all(i.signal_count == len(runtime.store.timeline(i, quiet)) for i in incidents)
+    assert all(i.signal_count == len(runtime.store.timeline(i)) for i in incidents)
 
 
 def test_a_failover_after_the_quiet_period_is_a_new_incident_before_the_sweeper_runs(app) -> None:

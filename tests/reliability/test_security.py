@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-import handlers.alerts
+import failover.sources.monitor
 from failover.adapters.table_store import TableStore
 from failover.sources.monitor import MAX_ALERT_BYTES, parse_alert
 from handlers._runtime import set_runtime
@@ -152,7 +153,7 @@ class Evidence:
 
 
 def test_secrets_never_appear_in_logs_entities_or_responses(
-    table_name: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    azurite: str, table_name: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.DEBUG)
     redis_password = "rp-" + secrets.token_urlsafe(18)
@@ -190,6 +191,8 @@ def test_secrets_never_appear_in_logs_entities_or_responses(
             redis_server.stop()  # Redis errors get logged and stored
             for sent in send_all(app, workload.deliveries[half:], workers=4):
                 evidence.add(f"response {sent.status}", json.dumps(sent.body))
+            clock.advance(1800)
+            runtime.responder.sweep(limit=1000)  # resolutions publish to the Redis that is down
             redis_server.start()
             clock.advance(3600)
             runtime.responder.sweep(limit=1000)
@@ -228,8 +231,9 @@ def test_secrets_never_appear_in_logs_entities_or_responses(
     evidence.add("caplog", caplog.text)
     texts = "\n".join(t for _, t in evidence.texts)
     # the bad days really happened, so there were secrets to leak
-    assert "refused the card with 400" in texts and "answered 500" in texts
-    assert "redis unreachable" in texts and "storage is unavailable" in texts
+    assert "refused the message with 400" in texts and "answered 500" in texts
+    assert re.search(r"redis (unreachable|timed out|could not serve|failed)", texts), "redis was down"
+    assert "storage is unavailable" in texts
     assert len(caplog.records) > 50 and any(w.startswith("entity") for w, _ in evidence.texts)
     leaks = [
         (name, where, text[:200])
@@ -282,7 +286,7 @@ def counted_parser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(1)
         return real(payload, **kwargs)
 
-    monkeypatch.setattr(handlers.alerts, "parse_alert", counting)
+    monkeypatch.setattr(failover.sources.monitor, "parse_alert", counting)
     return calls
 
 

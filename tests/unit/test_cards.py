@@ -4,66 +4,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from failover.cards import (
-    CARD_CONTENT_TYPE,
-    MAX_CARD_BYTES,
-    envelope,
-    format_downtime,
-    plain,
-    portal_url,
-    render_card,
-)
-from failover.model import Cause, Incident, IncidentStatus, Transition
+from failover.model import Cause, Incident, Transition
+from failover.notify.teams.card import CARD_CONTENT_TYPE, MAX_CARD_BYTES, envelope, plain, render_card
+from failover.presentation import IncidentView, format_duration, portal_url
+from tests.builders import RESOURCE, T0
+from tests.builders import incident as make_incident
 
-T0 = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
-RID = (
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-db"
-    "/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg-prod-01"
-)
+RID = RESOURCE.format(server="pg-prod-01")
 TIMELINE = "https://pgfo.azurewebsites.net/api/incidents/pg-prod-01~20261125T071602Z/timeline"
 MARKDOWN_CHARS = set("*_[]`<>|\\")
 
 
-def make_incident(transition: Transition = Transition.OPENED, **changes: Any) -> Incident:
-    base = Incident(
-        incident_id="pg-prod-01~20261125T071602Z",
-        server="pg-prod-01",
-        resource_id=RID,
-        status=IncidentStatus.OPEN,
-        cause=Cause.PLANNED,
-        cause_confidence=3,
-        opened_at=T0,
-        last_signal_at=T0,
-        primary_zone_before="1",
-        ha_state="FailingOver",
-    )
-    if transition in (Transition.PRIMARY_RESTORED, Transition.RESOLVED):
-        base = replace(
-            base,
-            primary_restored_at=T0 + timedelta(seconds=41),
-            primary_zone_after="2",
-            standby_zone_after="1",
-            write_downtime_seconds=12.43,
-            ha_state="ReplicatingData",
-        )
-    if transition is Transition.RESOLVED:
-        base = replace(
-            base, status=IncidentStatus.RESOLVED, resolved_at=T0 + timedelta(minutes=9), ha_state="Healthy"
-        )
-    return replace(base, **changes)
-
-
 def card_for(transition: Transition, incident: Incident | None = None, **kwargs: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {"timeline_url": TIMELINE, "portal_url": portal_url(RID), "ha_state": None}
+    options: dict[str, Any] = {"timeline_url": TIMELINE, "portal_url": portal_url(RID)}
     options.update(kwargs)
-    return render_card(incident or make_incident(transition), transition, **options)
+    return render_card(IncidentView.of(incident or make_incident(transition)), transition, **options)
 
 
 def walk(node: Any):
@@ -127,7 +89,7 @@ def test_headline_says_what_happened_and_what_it_means(transition, headline, sty
 
 
 def test_opened_card_facts():
-    f = facts(card_for(Transition.OPENED, ha_state="FailingOver"))
+    f = facts(card_for(Transition.OPENED))
     assert f == {
         "Server": "pg-prod-01",
         "Cause": "planned failover",
@@ -136,6 +98,7 @@ def test_opened_card_facts():
         "HA state": "FailingOver",
         "Client write downtime": "not measured",
         "Started": "2026-11-25 07:16:02 UTC",
+        "Detected": "unknown",
         "Primary restored": "not yet",
         "Resolved": "not yet",
     }
@@ -152,13 +115,18 @@ def test_resolved_card_facts():
 
 
 def test_ha_state_argument_wins_over_the_incident():
-    assert facts(card_for(Transition.RESOLVED, ha_state="Healthy "))["HA state"] == "Healthy"
+    assert (
+        facts(card_for(Transition.RESOLVED, make_incident(Transition.RESOLVED, ha_state="Healthy ")))[
+            "HA state"
+        ]
+        == "Healthy"
+    )
     assert facts(card_for(Transition.OPENED, incident=make_incident(ha_state=None)))["HA state"] == "unknown"
 
 
 def test_teams_constraints_hold_for_every_transition():
     for transition in Transition:
-        card = card_for(transition, suppressed_note="Maintenance window pg-prod-*@sun 02:00-04:00")
+        card = card_for(transition)
         assert card["type"] == "AdaptiveCard"
         assert card["version"] == "1.4"
         assert tuple(int(p) for p in card["version"].split(".")) <= (1, 4)
@@ -185,29 +153,21 @@ def test_portal_url_and_link_filtering():
     assert "actions" not in remote_http
 
 
-def test_suppressed_note_is_shown_as_plain_text():
-    card = card_for(
-        Transition.OPENED, suppressed_note="Held back: maintenance window pg-prod-*@sun 02:00-04:00"
-    )
-    texts = [b["text"] for b in text_blocks(card)]
-    assert "Held back: maintenance window pg-prod-\u2217@sun 02:00-04:00" in texts
-
-
 @pytest.mark.parametrize(
     "value, shown",
     [
         (None, "not measured"),
-        (0, "0.0 s"),
+        (0, "0 s"),
         (12.43, "12.4 s"),
-        (125, "2 min 5.0 s"),
-        (7300, "2 h 1 min"),
+        (125, "2 min 5 s"),
+        (7300, "2 h 01 min"),
         (float("nan"), "not measured"),
         (float("inf"), "not measured"),
         (-1, "not measured"),
     ],
 )
 def test_downtime_format(value, shown):
-    assert format_downtime(value) == shown
+    assert format_duration(value) == shown
 
 
 @pytest.mark.parametrize(
@@ -233,7 +193,7 @@ def test_markdown_and_links_from_payload_values_are_neutralised(hostile):
         primary_zone_after=hostile,
         standby_zone_after=hostile,
     )
-    card = card_for(Transition.RESOLVED, incident=incident, ha_state=hostile, suppressed_note=hostile)
+    card = card_for(Transition.RESOLVED, incident=replace(incident, ha_state=hostile))
     text = shown_text(card)
     assert not MARKDOWN_CHARS & set(text)
     assert "](" not in text
@@ -282,9 +242,7 @@ def test_huge_values_stay_under_the_size_limit():
     )
     card = card_for(
         Transition.RESOLVED,
-        incident=incident,
-        ha_state=huge,
-        suppressed_note=huge,
+        incident=replace(incident, ha_state=huge),
         timeline_url="https://example.com/" + "b" * 2000,
         portal_url="https://portal.azure.com/#@/resource/" + "c" * 2000,
     )
@@ -304,12 +262,11 @@ values = st.one_of(
     incident_id=st.text(max_size=3000),
     zones=st.tuples(values, values, values),
     ha_state=values,
-    note=values,
     downtime=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
     url=st.one_of(st.none(), st.text(max_size=3000), st.just("https://example.com/" + "u" * 2040)),
 )
 def test_any_values_give_a_small_valid_plain_text_card(
-    transition, server, incident_id, zones, ha_state, note, downtime, url
+    transition, server, incident_id, zones, ha_state, downtime, url
 ):
     incident = make_incident(
         transition,
@@ -321,7 +278,7 @@ def test_any_values_give_a_small_valid_plain_text_card(
         write_downtime_seconds=downtime,
     )
     card = render_card(
-        incident, transition, timeline_url=url, portal_url=url, ha_state=ha_state, suppressed_note=note
+        IncidentView.of(replace(incident, ha_state=ha_state)), transition, timeline_url=url, portal_url=url
     )
     assert size(card) < MAX_CARD_BYTES
     json.dumps(card, allow_nan=False)
@@ -337,29 +294,83 @@ def test_any_values_give_a_small_valid_plain_text_card(
 
 
 def test_primary_restored_names_a_zone_only_after_the_move():
-    from dataclasses import replace as _replace
+    incident = make_incident(cause=Cause.UNPLANNED, resource_id="", primary_zone_after="1")
 
-    from failover.cards import render_card as _render
-    from failover.model import Cause, Incident, IncidentStatus, Transition
-    from tests.builders import T0
-
-    incident = Incident(
-        incident_id="pg-prod-01~20261125T071602Z",
-        server="pg-prod-01",
-        resource_id="",
-        status=IncidentStatus.OPEN,
-        cause=Cause.UNPLANNED,
-        cause_confidence=0,
-        opened_at=T0,
-        last_signal_at=T0,
-        primary_zone_before="1",
-        primary_zone_after="1",
-    )
-
-    def headline(i):
+    def headline(i: Incident) -> str:
         return json.dumps(
-            _render(i, Transition.PRIMARY_RESTORED, timeline_url=None, portal_url=None, ha_state=None)
+            render_card(IncidentView.of(i), Transition.PRIMARY_RESTORED, timeline_url=None, portal_url=None)
         )
 
     assert "in zone" not in headline(incident)
-    assert "in zone 2" in headline(_replace(incident, primary_zone_after="2"))
+    assert "in zone 2" in headline(replace(incident, primary_zone_after="2"))
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_same_zone_failover_says_same_zone_not_a_move():
+    incident = make_incident(
+        Transition.PRIMARY_RESTORED, primary_zone_before="1", primary_zone_after="1", standby_zone_after="1"
+    )
+    for transition in (Transition.PRIMARY_RESTORED, Transition.RESOLVED):
+        card = card_for(transition, incident)
+        assert facts(card)["Primary zone"] == "zone 1, same zone"
+        text = shown_text(card)
+        assert "1 \u2192 1" not in text and "\u2192" not in facts(card)["Primary zone"]
+        assert "in zone" not in card["fallbackText"]
+    # A zone-redundant move still reads as a move.
+    assert facts(card_for(Transition.RESOLVED))["Primary zone"] == "1 \u2192 2"
+
+
+def test_scaling_cause_is_named():
+    card = card_for(
+        Transition.OPENED, make_incident(cause=Cause.SCALING, ha_state="ComputeUpdatingByFailover")
+    )
+    assert facts(card)["Cause"] == "compute scaling by failover"
+    assert facts(card)["HA state"] == "ComputeUpdatingByFailover"
+    assert facts(card_for(Transition.OPENED, make_incident(cause=Cause.MAINTENANCE)))["Cause"] == (
+        "planned maintenance"
+    )
+
+
+@pytest.mark.parametrize(
+    "alert_after, figure",
+    [
+        (timedelta(minutes=4, seconds=12), "Detected 4 min 12 s before Azure's alert"),
+        (timedelta(seconds=37.4), "Detected 37 s before Azure's alert"),
+        (timedelta(hours=1, minutes=5, seconds=3), "Detected 1 h 05 min before Azure's alert"),
+        (timedelta(seconds=-12), "Azure's alert came 12 s before the app detected it"),
+        (timedelta(0), "Detected at the same time as Azure's alert"),
+    ],
+)
+def test_headline_detection_figure(alert_after, figure):
+    detected = T0 + timedelta(seconds=3)
+    incident = make_incident(Transition.RESOLVED, detected_at=detected, azure_alert_at=detected + alert_after)
+    for transition in Transition:
+        card = card_for(transition, incident)
+        figures = [b for b in text_blocks(card) if b["text"] == figure]
+        assert len(figures) == 1 and figures[0]["wrap"] is True and figures[0]["weight"] == "Bolder"
+        assert facts(card)["Detected"] == "2026-11-25 07:16:05 UTC"
+        assert card["version"] == "1.4" and size(card) < MAX_CARD_BYTES
+
+
+def test_detection_figure_before_any_azure_alert_and_without_detection():
+    detected = T0 + timedelta(seconds=3)
+    card = card_for(Transition.OPENED, make_incident(detected_at=detected))
+    assert "Detected at 2026-11-25 07:16:05 UTC; no Azure alert yet" in [b["text"] for b in text_blocks(card)]
+    plain_card = card_for(Transition.OPENED)
+    assert not any(
+        "Azure's alert" in b["text"] or "no Azure alert" in b["text"] for b in text_blocks(plain_card)
+    )
+
+
+def test_the_stale_card_says_closed_without_recovery_evidence():
+    card = card_for(Transition.STALE, make_incident(Transition.STALE))
+    headline = text_blocks(card)[0]
+    assert headline["text"] == "pg-prod-01 failover closed without recovery evidence"
+    assert headline["color"] == "Warning"
+    assert "HA healthy" not in json.dumps(card)
+
+
+def test_a_bare_scheme_separator_is_broken_too():
+    assert "://" not in plain("://") and "://" not in plain("see ://x and 1://y")

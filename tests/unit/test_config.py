@@ -18,6 +18,13 @@ def test_minimal_settings():
     assert settings.table_name == "failoverincidents"
     assert settings.redis_url is None and settings.teams_webhook_url is None
     assert not settings.probes_configured
+    assert (settings.redis_cluster, settings.redis_invalidate_seconds) == ("auto", 5.0)
+
+
+@pytest.mark.parametrize("value, expected", [("TRUE", "true"), ("false", "false"), ("", "auto")])
+def test_redis_cluster_setting(value, expected):
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "REDIS_CLUSTER": value}
+    assert Settings.from_env(env).redis_cluster == expected
 
 
 def test_every_bad_key_is_named_once():
@@ -29,6 +36,8 @@ def test_every_bad_key_is_named_once():
                 "INCIDENT_QUIET_SECONDS": "soon",
                 "PROBE_MAX_WORKERS": "9999",
                 "PG_AUTH": "kerberos",
+                "REDIS_CLUSTER": "sometimes",
+                "REDIS_INVALIDATE_MAX_KEYS": "0",
             }
         )
     message = str(caught.value)
@@ -39,6 +48,8 @@ def test_every_bad_key_is_named_once():
         "INCIDENT_QUIET_SECONDS",
         "PROBE_MAX_WORKERS",
         "PG_AUTH",
+        "REDIS_CLUSTER",
+        "REDIS_INVALIDATE_MAX_KEYS",
     ):
         assert key in message
 
@@ -59,9 +70,21 @@ def test_secrets_never_show():
 
 
 def test_monitored_servers_are_normalised():
-    settings = Settings.from_env({"AzureWebJobsStorage": "x", "MONITORED_SERVERS": f"{RID}; {RID.upper()}\n"})
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage": "x", "MONITORED_SERVERS": f"{RID}; {RID.upper()}\n", "PG_USER": "probe"}
+    )
     assert settings.monitored_servers == (RID.lower(), RID.lower())
     assert settings.probes_configured
+
+
+def test_the_database_probe_needs_a_user_or_can_be_switched_off():
+    watched = {"AzureWebJobsStorage": "x", "MONITORED_SERVERS": RID}
+    with pytest.raises(ConfigError, match="PG_USER: required while the database probe is on"):
+        Settings.from_env(watched)
+    assert Settings.from_env({**watched, "PROBE_DB": "off"}).probe_db is False
+    assert Settings.from_env({**watched, "PG_CONNINFO_OVERRIDES": "user=probe"}).probe_db is True
+    with pytest.raises(ConfigError, match="PROBE_DB: must be on or off"):
+        Settings.from_env({**watched, "PROBE_DB": "maybe", "PG_USER": "p"})
 
 
 def test_managed_identity_storage_needs_a_continuation_secret():

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from failover import effects as fx
-from failover.incidents import Policy, ServerState, correlate
+from failover.incidents import Policy, ServerState
+from failover.incidents import decide as correlate
 from failover.model import EffectName, EffectStatus, SignalKind, Transition
+from failover.notify.registry import CHANNELS
 from tests.builders import T0, signal
 
 NOW = T0 + timedelta(minutes=1)
@@ -26,7 +30,8 @@ def test_an_opening_gives_redis_teams_and_day_index_once():
     effects = fx.effects_for(decide(signal(SignalKind.DB_DOWN, 0)), now=NOW)
     assert [e.name for e in effects] == [
         EffectName.REDIS_TOPOLOGY,
-        EffectName.TEAMS_CARD,
+        EffectName.NOTIFY_TEAMS,
+        EffectName("notify_pagerduty"),
         EffectName.DAY_INDEX,
     ]
     assert {e.transition for e in effects} == {Transition.OPENED}
@@ -43,7 +48,7 @@ def test_a_signal_without_transition_gives_nothing():
 def test_several_transitions_at_once_give_one_set_for_the_latest():
     effects = fx.effects_for(decide(signal(SignalKind.FAILOVER_COMPLETED, 0)), now=NOW)
     assert {e.transition for e in effects} == {Transition.PRIMARY_RESTORED}
-    assert len(effects) == 3
+    assert len(effects) == 2 + len(CHANNELS)  # Redis, the day index and one per channel
     assert effects[0].payload["epoch"] == 1
 
 
@@ -86,7 +91,20 @@ def test_a_live_lease_is_not_runnable_an_expired_one_is():
     assert fx.runnable(running, NOW + RETRY.lease)
 
 
-def test_cards_in_maintenance_are_suppressed_and_resolved_ones_deferred():
-    assert fx.card_action(Transition.OPENED, None) == "send"
-    assert fx.card_action(Transition.OPENED, NOW) == "suppress"
-    assert fx.card_action(Transition.RESOLVED, NOW) == "defer"
+def test_every_message_waits_for_the_window_end_then_goes_out_only_if_still_the_latest():
+    for transition in Transition:
+        assert fx.card_action(transition, NOW, held=False, latest=transition) == "defer"
+        assert fx.card_action(transition, None, held=False, latest=Transition.RESOLVED) == "send"
+    assert fx.card_action(Transition.OPENED, None, held=True, latest=Transition.OPENED) == "send"
+    assert fx.card_action(Transition.OPENED, None, held=True, latest=Transition.RESOLVED) == "suppress"
+    assert fx.card_action(Transition.RESOLVED, None, held=True, latest=Transition.RESOLVED) == "send"
+
+
+def test_channel_effect_names_are_open_and_old_teams_rows_read_as_teams():
+    assert EffectName("notify_pagerduty") is EffectName.notify("pagerduty")
+    assert EffectName("notify_pagerduty").channel == "pagerduty"
+    assert EffectName("teams_card").channel == "teams"  # stored before channels
+    assert EffectName.DAY_INDEX.channel is None
+    for bad in ("notify_", "notify_Bad", "notify_a_b", "other"):
+        with pytest.raises(ValueError):
+            EffectName(bad)

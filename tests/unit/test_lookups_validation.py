@@ -11,9 +11,9 @@ import pytest
 from failover import lookups
 from failover.config import Secret, Settings
 from failover.errors import InvalidPayloadError
-from failover.incidents import DbProbeState, KnownTopology, ServerState
+from failover.incidents import DbProbeState, IncidentRecord, KnownTopology, ServerState
 from failover.lookups import BadLookupError, ContinuationSigner, parse_query
-from failover.model import Cause, Effect, EffectName, EffectStatus, Incident, IncidentStatus, Transition
+from failover.model import Effect, EffectName, EffectStatus, IncidentStatus, Transition
 
 UTC = timezone.utc
 SETTINGS = Settings(storage_connection=Secret("UseDevelopmentStorage=true"))
@@ -208,28 +208,14 @@ def test_failed_effects_become_responder_entries() -> None:
 
 def test_server_json_shows_topology_and_bookkeeping() -> None:
     t = datetime(2026, 11, 25, 7, 16, 2, tzinfo=UTC)
-    incident = Incident(
-        incident_id="pg-prod-01~20261125T071602Z",
-        server="pg-prod-01",
-        resource_id="/r",
-        status=IncidentStatus.OPEN,
-        cause=Cause.PLANNED,
-        cause_confidence=3,
-        opened_at=t,
-        last_signal_at=t,
-    )
-    older = Incident(
-        **{
-            **incident.__dict__,
-            "incident_id": "pg-prod-01~20261101T000000Z",
-            "status": IncidentStatus.RESOLVED,
-            "opened_at": t - timedelta(days=24),
-        }
+    incident = IncidentRecord("pg-prod-01~20261125T071602Z", "a1", t, t)
+    older = IncidentRecord(
+        "pg-prod-01~20261101T000000Z", "a0", t - timedelta(days=24), t, status=IncidentStatus.RESOLVED
     )
     state = ServerState(
         server="pg-prod-01",
         resource_id="/r",
-        incidents=(older, incident),
+        records=(older, incident),
         topology=KnownTopology(
             resource_id="/r",
             ha_mode="ZoneRedundant",

@@ -54,7 +54,7 @@ def test_empty_setting_means_no_routes():
 
 def test_loopback_http_is_allowed_for_local_runs():
     [route] = parse_routes("*=http://127.0.0.1:7072/workflows/x?sig=local")
-    assert route.url == "http://127.0.0.1:7072/workflows/x?sig=local"
+    assert route.target == "http://127.0.0.1:7072/workflows/x?sig=local"
 
 
 def test_route_repr_masks_the_url():
@@ -63,8 +63,8 @@ def test_route_repr_masks_the_url():
         assert "PRODSECRET" not in text
         assert "sig" not in text
         assert "/workflows" not in text
-    assert repr(route) == "Route(pattern='pg-prod-*', url='https://*.westeurope.logic.azure.com/***')"
-    assert repr(off) == "Route(pattern='pg-dev-*', url='off')"
+    assert repr(route) == "Route(pattern='pg-prod-*', target='***')"
+    assert repr(off) == "Route(pattern='pg-dev-*', target='off')"
 
 
 @pytest.mark.parametrize(

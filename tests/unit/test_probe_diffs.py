@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from failover.incidents import DbProbeState, KnownTopology
-from failover.model import Cause, SignalKind
+from failover.model import Cause, Signal, SignalKind
 from failover.ports import DbCheck, ReplicaView, ServerView
 from failover.sources.probes import DbProbeMemory, diff_check, diff_view
 from tests.builders import RESOURCE, T0
@@ -70,7 +72,7 @@ def test_replicas_and_server_state():
     assert [s.kind for s in signals] == [SignalKind.SERVER_STATE_CHANGED, SignalKind.REPLICAS_CHANGED]
 
 
-def check(at, ok=True, postmaster=None):
+def check(at, ok=True, postmaster=None, fault="unreachable"):
     return DbCheck(
         server="pg-prod-01",
         started_at=at,
@@ -79,27 +81,82 @@ def check(at, ok=True, postmaster=None):
         writable=ok,
         in_recovery=not ok if ok else None,
         postmaster_started_at=postmaster,
-        error=None if ok else "connection refused",
+        error=None if ok else "unreachable: connection refused",
+        fault=None if ok else fault,
     )
 
 
-def test_outage_measured_from_last_good_write_to_first_good_write():
+def checks(memory, *items):
+    """Run several checks; return every signal and the memory after them."""
+    signals: list[Signal] = []
+    for item in items:
+        found, memory = diff_check(memory, item, resource_id=RID, received_at=item.finished_at)
+        signals.extend(found)
+    return signals, memory
+
+
+def seconds(n):
+    return T0 + timedelta(seconds=n)
+
+
+def test_outage_declared_after_the_debounce_and_measured_from_last_good_write_to_first_good_write():
     memory = DbProbeMemory(DbProbeState())
-    signals, memory = diff_check(memory, check(T0), resource_id=RID, received_at=T0)
-    assert signals == ()
-    signals, memory = diff_check(
-        memory, check(T0 + timedelta(seconds=1), ok=False), resource_id=RID, received_at=T0
+    signals, memory = checks(
+        memory, check(seconds(0)), check(seconds(1), ok=False), check(seconds(2), ok=False)
     )
-    assert [s.kind for s in signals] == [SignalKind.WRITE_UNAVAILABLE]
-    signals, memory = diff_check(
-        memory, check(T0 + timedelta(seconds=2), ok=False), resource_id=RID, received_at=T0
-    )
-    assert signals == ()
-    signals, memory = diff_check(memory, check(T0 + timedelta(seconds=9)), resource_id=RID, received_at=T0)
+    assert signals == []  # two failed checks over one second: not an outage yet
+    signals, memory = checks(memory, check(seconds(3), ok=False), check(seconds(4.5), ok=False))
+    (unavailable,) = signals
+    assert unavailable.kind is SignalKind.WRITE_UNAVAILABLE
+    assert unavailable.observed_at == seconds(1)  # from the first failed check
+    signals, memory = checks(memory, check(seconds(9)))
     (restored,) = signals
     assert restored.kind is SignalKind.WRITE_RESTORED
     assert restored.details["downtime_seconds"] == 9.0
     assert not memory.failing
+
+
+def test_issue11_one_failed_check_is_a_note_never_an_outage():
+    memory = DbProbeMemory(DbProbeState())
+    signals, memory = checks(memory, check(seconds(0)), check(seconds(0.5), ok=False), check(seconds(1)))
+    (blip,) = signals
+    assert blip.kind is SignalKind.WRITE_BLIP and blip.role.value == "context"
+    assert not memory.failing
+
+
+@pytest.mark.parametrize(
+    "fault", ["login_refused", "permission_denied", "missing_table", "dns_error", "token_error"]
+)
+def test_issue11_probe_faults_never_make_an_outage(fault):
+    memory = DbProbeMemory(DbProbeState())
+    failing = [check(seconds(n), ok=False, fault=fault) for n in range(1, 30)]
+    signals, memory = checks(memory, check(seconds(0)), *failing, check(seconds(31)))
+    assert signals == []
+
+
+def test_issue11_a_statement_timeout_is_a_slow_check_not_an_outage():
+    memory = DbProbeMemory(DbProbeState())
+    slow = [check(seconds(n), ok=False, fault="statement_timeout") for n in range(1, 10)]
+    signals, _ = checks(memory, check(seconds(0)), *slow, check(seconds(11)))
+    assert signals == []
+
+
+def test_a_node_in_recovery_on_the_writer_endpoint_is_an_outage_at_once():
+    memory = DbProbeMemory(DbProbeState())
+    read_only = DbCheck("pg-prod-01", seconds(1), seconds(1.02), True, False, True, fault="read_only")
+    signals, memory = checks(memory, check(seconds(0)), read_only)
+    assert [s.kind for s in signals] == [SignalKind.WRITE_UNAVAILABLE]
+
+
+def test_issue11_downtime_after_a_probing_gap_is_only_a_bound():
+    old_good = DbProbeState(last_ok_write_at=T0 - timedelta(hours=2))
+    memory = DbProbeMemory(old_good)  # a new watch: the last good write was seen by an earlier one
+    failing = [check(seconds(n), ok=False) for n in range(0, 5)]
+    signals, _ = checks(memory, *failing, check(seconds(6)))
+    restored = signals[-1]
+    assert restored.kind is SignalKind.WRITE_RESTORED
+    assert "downtime_seconds" not in restored.details
+    assert restored.details["downtime_upper_bound_seconds"] > 7200
 
 
 def test_postmaster_restart_is_noticed():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from failover.errors import InvalidPayloadError
 from failover.sources.resources import (
     describe_resource,
     first_flexible_server,
     flexible_server_from_resource_id,
+    is_server_name,
 )
 
 SUB = "aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
@@ -91,3 +93,21 @@ def test_first_flexible_server_skips_other_ids():
 )
 def test_describe_resource(resource_id, expected):
     assert describe_resource(resource_id) == expected
+
+
+@pytest.mark.parametrize("name", ["a", "ab", "pg-prod-", "-pg", "pg_prod", "pg.prod", "a" * 64])
+def test_an_impossible_flexible_server_name_is_malformed_not_foreign(name):
+    resource_id = f"{RG}/Microsoft.DBforPostgreSQL/flexibleServers/{name}"
+    assert flexible_server_from_resource_id(resource_id) is None
+    with pytest.raises(InvalidPayloadError, match="3-63"):
+        first_flexible_server([None, resource_id, ARM])
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("abc", True), ("pg-prod-01", True), ("a" * 63, True), ("0-0", True), ("ab", False),
+     ("a" * 64, False), ("pg-", False), ("-pg", False), ("PG-PROD", False), ("pg prod", False),
+     ("pg-prod\n", False), (None, False)],
+)  # fmt: skip
+def test_the_one_server_name_grammar(name, valid):
+    assert is_server_name(name) is valid

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from failover.adapters import table_codec as codec
-from failover.incidents import Policy, ServerState, correlate
+from failover.incidents import Policy, ServerState, decide, derive
 from failover.model import Cause, EffectName, SignalKind, Source
 from tests.builders import T0, signal
 
@@ -21,7 +21,7 @@ def _state():
         signal(SignalKind.WRITE_RESTORED, 9, source=Source.DB_PROBE, details={"downtime_seconds": 8.25}),
         signal(SignalKind.REPLICATION_LAG_HIGH, -7200),
     ):
-        state = correlate(state, s, now=T0 + timedelta(minutes=1), policy=Policy()).state
+        state = decide(state, s, now=T0 + timedelta(minutes=1), policy=Policy()).state
     return state
 
 
@@ -30,8 +30,17 @@ def test_state_round_trip():
     assert codec.state_from_entity(codec.state_to_entity(state)) == state
 
 
+def test_evidence_is_split_over_properties_under_the_table_string_limit():
+    state = _state()
+    many = state.evidence * 600
+    entity = codec.state_to_entity(ServerState(server=state.server, evidence=many))
+    assert entity["evidence_chunks"] > 1
+    assert all(len(v) <= 32 * 1024 for v in entity.values() if isinstance(v, str))
+    assert codec.state_from_entity(entity).evidence == many
+
+
 def test_incident_round_trip_and_keys_are_legal():
-    incident = _state().incidents[0]
+    incident = derive(_state(), now=T0 + timedelta(minutes=1), policy=Policy())[0]
     entity = codec.incident_to_entity(incident)
     restored = codec.incident_from_entity(entity)
     assert restored == incident

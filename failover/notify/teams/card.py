@@ -1,7 +1,8 @@
 """Adaptive Card rendering for Teams: one card per incident transition.
 
-Layer: pure core. Takes an `Incident` and a `Transition` and returns plain dicts (the card
-`content` and the Workflows webhook envelope). It must not do I/O, read the clock, import
+Layer: pure core. Takes an `IncidentView` (`failover.presentation`: the words every channel
+shares) and a `Transition` and returns plain dicts (the card `content` and the Workflows webhook
+envelope). It must not do I/O, read the clock, import
 HTTP clients or Azure SDKs, or put anything but display text and `Action.OpenUrl` links in a card.
 
 Contract (design section 5, Teams): Adaptive Card version 1.4, `wrap: true` on every TextBlock,
@@ -16,15 +17,13 @@ Teams mobile clients show the backslash (MicrosoftDocs/msteams-docs#5793).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from failover.model import Cause, Incident, Transition
-from failover.timeutil import ensure_utc
+from failover.model import Transition
+from failover.presentation import IncidentView, format_time
+from failover.urls import https_or_loopback
 
 CARD_VERSION = "1.4"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -33,8 +32,6 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 # the whole envelope, serialized with either json.dumps setting, stays under this many bytes.
 MAX_CARD_BYTES = 14 * 1024
 _SIZE_TARGET = MAX_CARD_BYTES - 512  # headroom for the envelope and a webhook's own wrapping
-MAX_URL_LENGTH = 2048
-PORTAL_BASE = "https://portal.azure.com/#@/resource"
 
 _ZWSP = "\u200b"
 # Look-alikes for the characters the Teams markdown subset reacts to. They read the same to people
@@ -62,13 +59,7 @@ _STYLE = {
     Transition.OPENED: ("attention", "Attention"),
     Transition.PRIMARY_RESTORED: ("warning", "Warning"),
     Transition.RESOLVED: ("good", "Good"),
-}
-_CAUSE_TEXT = {
-    Cause.PLANNED: "planned failover",
-    Cause.FORCED: "forced failover",
-    Cause.UNPLANNED: "unplanned failover (platform)",
-    Cause.MAINTENANCE: "planned maintenance",
-    Cause.UNKNOWN: "cause not known yet",
+    Transition.STALE: ("warning", "Warning"),
 }
 
 
@@ -85,93 +76,21 @@ def plain(value: object, limit: int = 200) -> str:
     text = text.translate(_LOOKALIKES)
     text = text.replace("~~", "~" + _ZWSP + "~")
     text = _SCHEME.sub(lambda m: m.group(1) + ":" + _ZWSP + "//", text)
+    text = text.replace("://", ":" + _ZWSP + "//")  # a bare "://" (no scheme letters before it)
     text = _WWW.sub(lambda m: m.group(0)[:3] + _ZWSP + ".", text)
     text = _LIST_MARKER.sub(lambda m: m.group(1) + _ZWSP + m.group(2), text)
     return text
 
 
-def portal_url(resource_id: str | None) -> str | None:
-    """The Azure portal overview page of an ARM resource id, or None when the id is not one."""
-    if not resource_id or not resource_id.startswith("/subscriptions/"):
-        return None
-    if any(ch.isspace() or ch in "#?\"'<>\\" for ch in resource_id):
-        return None
-    url = f"{PORTAL_BASE}{resource_id}/overview"
-    return url if len(url) <= MAX_URL_LENGTH else None
-
-
 def safe_link(url: str | None) -> str | None:
-    """A URL fit for `Action.OpenUrl`: https (or http on loopback), bounded length; else None."""
-    if not url or len(url) > MAX_URL_LENGTH or not url.isascii():
+    """A URL fit for `Action.OpenUrl`: https (or http on loopback), ASCII, bounded length; else None."""
+    if not url or not url.isascii() or any(ch in '"<>\\' for ch in url):
         return None
-    if any(ch.isspace() or ord(ch) < 0x20 or ch in '"<>\\' for ch in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}:
-        return url
-    return None
-
-
-def format_time(value: datetime | None, *, missing: str) -> str:
-    if value is None:
-        return missing
-    return ensure_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def format_downtime(seconds: float | None) -> str:
-    """Client-observed write downtime, e.g. `12.4 s`, `2 min 5.0 s`, or `not measured`."""
-    if seconds is None or isinstance(seconds, bool):
-        return "not measured"
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        return "not measured"
-    if not math.isfinite(value) or value < 0 or value > 10 * 365 * 86400:
-        return "not measured"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, rest = divmod(value, 60)
-    if minutes < 60:
-        return f"{int(minutes)} min {rest:.1f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)} h {int(minutes)} min"
+    return url if https_or_loopback(url) else None
 
 
 def _zone(value: str | None, *, missing: str = "unknown") -> str:
     return plain(value, 16) if value else missing
-
-
-def _headline(transition: Transition, server: str, zone_after: str | None) -> str:
-    if transition is Transition.OPENED:
-        return (
-            f"Failover in progress on {server} \u2014 writes may fail; "
-            "clients reconnect to the same host name"
-        )
-    if transition is Transition.PRIMARY_RESTORED:
-        where = f" in zone {zone_after}" if zone_after else ""
-        return f"{server} is accepting writes again{where} \u2014 standby being rebuilt"
-    return f"{server} failover resolved \u2014 HA healthy"
-
-
-def _advice(transition: Transition) -> str:
-    if transition is Transition.OPENED:
-        return (
-            "Applications should retry failed writes and reconnect; the server keeps its host name. "
-            "No action is needed unless writes stay down."
-        )
-    if transition is Transition.PRIMARY_RESTORED:
-        return (
-            "Writes succeed again. High availability is reduced until the standby is rebuilt; "
-            "another failover now would take longer."
-        )
-    return "The server is whole again: primary serving, standby in sync. No action is needed."
 
 
 def _text(text: str, **extra: Any) -> dict[str, Any]:
@@ -180,66 +99,56 @@ def _text(text: str, **extra: Any) -> dict[str, Any]:
     return block
 
 
-def _build(
-    incident: Incident,
-    transition: Transition,
-    *,
-    timeline_url: str | None,
-    portal_url: str | None,
-    ha_state: str | None,
-    suppressed_note: str | None,
-    limit: int,
-) -> dict[str, Any]:
-    server = plain(incident.server, min(limit, 63)) or "unknown server"
-    zone_before = plain(incident.primary_zone_before, 16) if incident.primary_zone_before else None
-    zone_after = plain(incident.primary_zone_after, 16) if incident.primary_zone_after else None
-    style, color = _STYLE.get(transition, ("default", "Default"))
-    # Name the new zone only once the management API has shown the primary move there.
-    headline = _headline(transition, server, zone_after if zone_after != zone_before else None)
-
-    cause = _CAUSE_TEXT.get(incident.cause, plain(incident.cause, 40))
-    if zone_before or zone_after:
-        pending = "pending" if transition is Transition.OPENED else "unknown"
-        primary = f"{zone_before or 'unknown'} \u2192 {zone_after or pending}"
-    else:
-        primary = "unknown"
-    state = ha_state if ha_state is not None else incident.ha_state
-    facts = [
+def _facts(view: IncidentView, transition: Transition, server: str, limit: int) -> list[tuple[str, str]]:
+    incident = view.incident
+    state = incident.ha_state
+    return [
         ("Server", server),
-        ("Cause", cause),
-        ("Primary zone", primary),
+        ("Cause", plain(view.cause_text, 40)),
+        ("Primary zone", plain(view.primary_zones(transition), 40)),
         ("Standby zone", _zone(incident.standby_zone_after)),
         ("HA state", plain(state, min(limit, 60)) if state else "unknown"),
-        ("Client write downtime", format_downtime(incident.write_downtime_seconds)),
+        ("Client write downtime", view.downtime_text),
         ("Started", format_time(incident.opened_at, missing="unknown")),
+        ("Detected", format_time(incident.detected_at, missing="unknown")),
         ("Primary restored", format_time(incident.primary_restored_at, missing="not yet")),
         ("Resolved", format_time(incident.resolved_at, missing="not yet")),
     ]
 
+
+def _build(
+    view: IncidentView, transition: Transition, *, links: tuple[str | None, str | None], limit: int
+) -> dict[str, Any]:
+    incident = view.incident
+    server = plain(incident.server, min(limit, 63)) or "unknown server"
+    style, color = _STYLE.get(transition, ("default", "Default"))
+    headline = plain(view.headline(transition, server), 400)
     header: list[dict[str, Any]] = [
         _text(headline, size="Medium", weight="Bolder", color=color),
         _text(f"Incident {plain(incident.incident_id, min(limit, 120))}", isSubtle=True, spacing="Small"),
     ]
     body: list[dict[str, Any]] = [
         {"type": "Container", "style": style, "bleed": True, "items": header},
-        _text(_advice(transition)),
+        _text(view.advice(transition)),
     ]
-    if suppressed_note:
-        body.append(_text(plain(suppressed_note, min(limit, 300)), isSubtle=True, spacing="Small"))
+    if view.detection_text:
+        body.append(_text(view.detection_text, weight="Bolder", spacing="Small"))
+    facts = _facts(view, transition, server, limit)
     body.append(
-        {
-            "type": "FactSet",
-            "spacing": "Medium",
-            "facts": [{"title": title, "value": value} for title, value in facts],
-        }
+        {"type": "FactSet", "spacing": "Medium", "facts": [{"title": t, "value": v} for t, v in facts]}
     )
-
+    if transition is Transition.RESOLVED and view.verification:
+        steps = [
+            {"title": plain(s.check, 40), "value": plain(f"{s.status}: {s.detail}", limit)}
+            for s in view.verification
+        ]
+        body.append(_text("Verification after the failover", weight="Bolder", spacing="Medium"))
+        body.append({"type": "FactSet", "spacing": "Small", "facts": steps})
     actions: list[dict[str, Any]] = []
-    for title, url in (("Open timeline", timeline_url), ("Open in Azure portal", portal_url)):
+    for title, url in zip(("Open timeline", "Open in Azure portal"), links, strict=True):
         link = safe_link(url)
         if link is not None:
             actions.append({"type": "Action.OpenUrl", "title": title, "url": link})
-
     card: dict[str, Any] = {
         "$schema": CARD_SCHEMA,
         "type": "AdaptiveCard",
@@ -262,26 +171,12 @@ def card_size(card: Mapping[str, Any]) -> int:
 
 
 def render_card(
-    incident: Incident,
-    transition: Transition,
-    *,
-    timeline_url: str | None,
-    portal_url: str | None,
-    ha_state: str | None,
-    suppressed_note: str | None = None,
+    view: IncidentView, transition: Transition, *, timeline_url: str | None, portal_url: str | None
 ) -> dict[str, Any]:
     """The Adaptive Card `content` for one transition of one incident (pure; always < 14 KB)."""
     limit = 200
     while True:
-        card = _build(
-            incident,
-            transition,
-            timeline_url=timeline_url,
-            portal_url=portal_url,
-            ha_state=ha_state,
-            suppressed_note=suppressed_note,
-            limit=limit,
-        )
+        card = _build(view, transition, links=(timeline_url, portal_url), limit=limit)
         if card_size(card) <= _SIZE_TARGET:
             return card
         if limit <= 8:
