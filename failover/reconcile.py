@@ -100,6 +100,12 @@ def reconcile(
             failed += 1
             log.error("reconcile: topology of %s refused: %s", item.server, redact(str(error)))
             continue
+        except Exception as error:  # an adapter bug for one server never stops the run
+            failed += 1
+            log.exception(
+                "reconcile: topology of %s failed unexpectedly: %s", item.server, type(error).__name__
+            )
+            continue
         written += 1
     report = ReconcileReport(
         checked=len(versions),
