@@ -27,6 +27,7 @@ from bench import (
     detection,
     downtime,
     history,
+    hostile,
     lookups,
     redaction,
     redis_cluster,
@@ -38,6 +39,7 @@ from bench.common import OUT, ROOT, Figure, Result, machine
 BENCHMARKS: dict[str, Callable[..., Result]] = {
     "cold_start": cold_start.run,
     "storm": storm.run,
+    "hostile": hostile.run,
     "lookups": lookups.run,
     "downtime": downtime.run,
     "detection": detection.run,
