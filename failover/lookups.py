@@ -40,7 +40,12 @@ from failover.errors import InvalidPayloadError, NotFoundError
 from failover.incidents import KnownTopology, ServerState
 from failover.model import Effect, EffectStatus, Incident, IncidentStatus, TimelineEntry
 from failover.presentation import IncidentView, TimelinePart
-from failover.sources.resources import SERVER_NAME, SERVER_NAME_RULE, is_server_name
+from failover.sources.resources import (
+    SERVER_NAME,
+    SERVER_NAME_RULE,
+    flexible_server_from_resource_id,
+    is_server_name,
+)
 from failover.timeutil import iso, parse_iso
 from failover.verifying import with_steps
 
@@ -99,6 +104,15 @@ class IncidentQuery:
 
 
 def valid_server(raw: object) -> str:
+    """A server's name, given its name or its full resource id (the name is globally unique)."""
+    if isinstance(raw, str) and raw.lower().startswith("/subscriptions/"):
+        try:
+            found = flexible_server_from_resource_id(raw)
+        except InvalidPayloadError as exc:
+            raise BadLookupError(f"server: {SERVER_NAME_RULE}") from exc
+        if found is None:
+            raise BadLookupError("server: not a flexible server resource id")
+        return found[1]
     if not is_server_name(raw):
         raise BadLookupError(f"server: {SERVER_NAME_RULE}")
     return raw
@@ -301,8 +315,9 @@ def get_server(store: IncidentStore, server: object) -> dict[str, Any]:
     """The server's `state` row: last known topology, versions, incidents, probe bookkeeping."""
     name = valid_server(server)
     state, _ = store.read_state(name)
-    if state is None:
-        raise NotFoundError(f"no server {name} is known")
+    asked_id = server.lower() if isinstance(server, str) and server.startswith("/") else None
+    if state is None or (asked_id and state.resource_id and state.resource_id.lower() != asked_id):
+        raise NotFoundError(f"no server {name} is known under that id")
     return {**server_json(state), "upcoming_maintenance": upcoming_maintenance(store, name)}
 
 

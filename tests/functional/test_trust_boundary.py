@@ -77,3 +77,20 @@ def test_without_scopes_everything_is_accepted_and_health_warns(azurite, table_n
     finally:
         rt.store._client.delete_table()
         app.set_runtime(None)
+
+
+def test_a_server_is_looked_up_by_its_name_or_its_full_resource_id(scoped):
+    from failover import lookups
+    from failover.errors import NotFoundError
+
+    app.post_alert(load(FIXTURE))
+    rid = f"{OURS}/resourceGroups/rg-data/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg-prod-01"
+    by_name = lookups.get_server(scoped.store, "pg-prod-01")
+    by_id = lookups.get_server(scoped.store, rid)
+    assert by_name["server"] == by_id["server"] == "pg-prod-01"
+    with pytest.raises(NotFoundError):
+        lookups.get_server(scoped.store, rid.replace("rg-data", "evil"))
+    with pytest.raises(lookups.BadLookupError):
+        lookups.get_server(
+            scoped.store, f"{OURS}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+        )
