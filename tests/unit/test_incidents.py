@@ -367,3 +367,20 @@ def test_segment_is_a_pure_function_of_the_set():
     a, notes_a = segment(evidence, POLICY)
     b, notes_b = segment(list(reversed(evidence)), POLICY)
     assert [e.items for e in a] == [e.items for e in b] and notes_a == notes_b
+
+
+def test_a_failover_and_a_failback_within_five_minutes_bump_the_epoch_twice():
+    failover = planned(T0, "a")
+    failback = planned(T0 + timedelta(minutes=4), "b")  # a new restart request after the first succeeded
+    state, _ = run([*failover, *failback], now=END)
+    assert len(incidents(state, END)) == 2 and state.epoch == 2
+
+
+def test_late_sources_of_one_failover_bump_the_epoch_once():
+    late_alerts = [
+        late(signal(SignalKind.HEALTH_AVAILABLE, 60, signal_id="rh:a"), timedelta(minutes=18)),
+        late(signal(SignalKind.DB_UP, 120, signal_id="m:up"), timedelta(minutes=14)),
+        late(signal(SignalKind.FAILOVER_COMPLETED, 40, signal_id="al:done"), timedelta(minutes=19)),
+    ]
+    state, _ = run(sorted([*planned(T0), *late_alerts], key=lambda s: s.received_at), now=END)
+    assert len(incidents(state, END)) == 1 and state.epoch == 1
