@@ -36,13 +36,7 @@ def _moved(payload: dict, subscription: str, group: str = "rg-data", tag: str = 
 
 @pytest.fixture
 def scoped(azurite, table_name, clock):
-    clock.now = T0 + timedelta(minutes=1)
-    rt = app.install(
-        {"AzureWebJobsStorage": azurite, "FAILOVER_TABLE": table_name, "ALERT_SCOPES": OURS}, clock=clock
-    )
-    yield rt
-    rt.store._client.delete_table()
-    app.set_runtime(None)
+    yield from app.scoped_runtime(azurite, table_name, clock, alert_scopes=OURS)
 
 
 def test_alerts_about_a_server_outside_the_accepted_scopes_are_ignored_and_counted(scoped):

@@ -7,6 +7,8 @@ once per test session and looked up by name.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -36,6 +38,20 @@ def install(env: dict[str, str], clock: Any = None) -> Runtime:
     runtime = build_runtime(settings, clock=clock) if clock else build_runtime(settings)
     set_runtime(runtime)
     return runtime
+
+
+def scoped_runtime(azurite: str, table_name: str, clock: Any, *, alert_scopes: str) -> Iterator[Runtime]:
+    """The app on a fresh Azurite table with `ALERT_SCOPES` set, a minute after T0; cleaned up after."""
+    from tests.builders import T0
+
+    clock.now = T0 + timedelta(minutes=1)
+    runtime = install(
+        {"AzureWebJobsStorage": azurite, "FAILOVER_TABLE": table_name, "ALERT_SCOPES": alert_scopes},
+        clock=clock,
+    )
+    yield runtime
+    runtime.store._client.delete_table()
+    set_runtime(None)
 
 
 def post_alert(

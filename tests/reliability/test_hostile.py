@@ -29,13 +29,7 @@ SERVER_ID = f"{OURS}/resourcegroups/rg-data/providers/microsoft.dbforpostgresql/
 
 @pytest.fixture
 def scoped(azurite, table_name, clock):
-    clock.now = T0 + timedelta(minutes=1)
-    rt = app.install(
-        {"AzureWebJobsStorage": azurite, "FAILOVER_TABLE": table_name, "ALERT_SCOPES": OURS}, clock=clock
-    )
-    yield rt
-    rt.store._client.delete_table()
-    app.set_runtime(None)
+    yield from app.scoped_runtime(azurite, table_name, clock, alert_scopes=OURS)
 
 
 def _degraded(n: int, when: datetime, subscription: str = OURS) -> dict:
