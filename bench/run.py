@@ -3,12 +3,12 @@
     python -m bench.run                 # everything, full size (about 15 minutes on 2 cores)
     python -m bench.run --quick         # smaller storm and 20,000 lookup rows (about 2 minutes)
     python -m bench.run --only storm    # one benchmark (any name in BENCHMARKS)
-    python -m bench.run --render-only   # rewrite docs/benchmarks.md from bench/out/results.json
+    python -m bench.run --render-only   # rewrite docs/benchmarks.md from docs/benchmarks.json
 
 Each benchmark starts the local services it needs (its own Azurite, redis-server, Teams sink,
 PostgreSQL pair, ARM emulator) on loopback and stops them. A benchmark that fails is reported as
 such and the others still run. With --only, the other benchmarks' sections already in
-docs/benchmarks.md are kept (read back from bench/out/results.json).
+docs/benchmarks.md are kept (read back from docs/benchmarks.json).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from bench import (
     storm,
     zone_digest,
 )
-from bench.common import OUT, ROOT, Figure, Result, machine
+from bench.common import ROOT, Figure, Result, machine
 
 BENCHMARKS: dict[str, Callable[..., Result]] = {
     "cold_start": cold_start.run,
@@ -49,7 +49,8 @@ BENCHMARKS: dict[str, Callable[..., Result]] = {
     "zone_digest": zone_digest.run,
 }
 DOC = ROOT / "docs" / "benchmarks.md"
-RESULTS = OUT / "results.json"
+# The figures behind the page, committed beside it so that `--only` works on a fresh clone.
+RESULTS = ROOT / "docs" / "benchmarks.json"
 
 
 def _met(figure: Figure) -> str:
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render-only",
         action="store_true",
-        help="only rewrite docs/benchmarks.md from bench/out/results.json",
+        help="only rewrite docs/benchmarks.md from docs/benchmarks.json",
     )
     args = parser.parse_args(argv)
     if args.render_only:
@@ -188,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     ordered = [results[n] for n in BENCHMARKS if n in results]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(render(ordered, info))
-    OUT.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"results": [r.to_dict() for r in ordered], "machine": info}, indent=2))
     print(f"\nwrote {DOC.relative_to(ROOT)}")
     return 0 if all(r.error is None for r in ordered) else 1
