@@ -2,8 +2,9 @@
 
 A standalone redis-server and a 3-primary Redis Cluster (`local.services`, loopback, no
 persistence) run side by side. The product's `RedisTopologyCache` publishes the topology of
-`servers` servers, versions going up, round after round, alternating standalone and cluster
-rounds so both see the same machine noise; throughput is publishes per second of the median round.
+`servers` servers, versions going up, round after round (after one warm-up round each),
+alternating standalone and cluster rounds so both see the same machine noise; throughput is
+publishes per second of the median round, and the ratio is the median of the per-round ratios.
 Target: cluster at least 0.8x standalone.
 
 Then every primary is flushed (what a cache restarted without persistence looks like) and the
@@ -75,12 +76,16 @@ def run(*, quick: bool = False) -> Result:
         }
         caches["cluster"].ping()
         assert caches["cluster"].clustered, "REDIS_CLUSTER=auto did not detect the cluster"
+        for cache in caches.values():  # warm-up: script loads, cluster slot map, connections
+            _round(cache, servers, 1)
         rates: dict[str, list[float]] = {kind: [] for kind in caches}
-        for version in range(1, rounds + 1):
-            for kind, cache in caches.items():
+        for version in range(2, rounds + 2):
+            order = list(caches.items()) if version % 2 else list(reversed(caches.items()))
+            for kind, cache in order:  # alternate which goes first, so neither gets the quiet slot
                 rates[kind].append(_round(cache, servers, version))
         median = {kind: statistics.median(values) for kind, values in rates.items()}
-        ratio = median["cluster"] / median["standalone"]
+        # The median of the per-round ratios: each pair ran back to back, under the same noise.
+        ratio = statistics.median(c / s for c, s in zip(rates["cluster"], rates["standalone"], strict=True))
         result.add(
             "publish throughput, standalone",
             f"{median['standalone']:.0f} publishes/s",
@@ -92,7 +97,11 @@ def run(*, quick: bool = False) -> Result:
             notes=f"median of {rounds} rounds of {len(servers)}",
         )
         result.add(
-            "cluster / standalone", f"{ratio:.2f}x", ">= 0.8x", ratio >= 0.8, "same run, rounds alternated"
+            "cluster / standalone",
+            f"{ratio:.2f}x",
+            ">= 0.8x",
+            ratio >= 0.8,
+            "median of per-round ratios; warm-up round first, order alternated",
         )
 
         fleet = [Publication(_topology(f"pg-restore-{i:03d}", 5), epoch=2) for i in range(RECONCILE_SERVERS)]

@@ -197,6 +197,16 @@ class Evidence:
         return self.kind in _RESTORING_KINDS
 
     @property
+    def moves_primary(self) -> bool:
+        """The management API saw the primary land in another zone (its view names both zones)."""
+        return (
+            self.family is Family.ARM_PROBE
+            and self.kind is SignalKind.FAILOVER_COMPLETED
+            and None not in (self.zone_before, self.primary_zone)
+            and self.zone_before != self.primary_zone
+        )
+
+    @property
     def is_problem(self) -> bool:
         # Event Grid reports an action that succeeded: it opens an incident and also says the action
         # completed (no recovery event ever follows it).
@@ -485,6 +495,7 @@ class _Episode:
     items: list[Evidence]
     families: dict[Family, _Family] = field(default_factory=dict)
     first_restoring: datetime | None = None
+    moved_to: str | None = None  # where the management API last saw the primary land in this failover
     _recovered: tuple[datetime | None] | None = None  # cached until a problem or recovery is added
 
     @classmethod
@@ -506,6 +517,8 @@ class _Episode:
             facts.last_recovery = _max(facts.last_recovery, item.observed_at)
         if item.restores:
             self.first_restoring = _min(self.first_restoring, item.observed_at)
+        if item.moves_primary:
+            self.moved_to = item.primary_zone
         if item.is_problem or item.is_recovery:
             self._recovered = None
 
@@ -552,6 +565,8 @@ class _Episode:
         own = self.families.get(item.family)
         if item.is_problem and own is not None and own.last_recovery is not None:
             return True  # the same source said whole, then a problem again: a new failover
+        if item.moves_primary and self.moved_to not in (None, item.primary_zone):
+            return True  # the primary moved on from where this failover put it: a failback
         return item.observed_at > restored + trail(item.family, item.kind)
 
     def takes_note(self, item: Evidence, policy: Policy) -> bool:

@@ -241,7 +241,7 @@ class Responder:
             except ConcurrencyConflictError:
                 self._pause(attempt)
                 continue
-            self._index_topology(updated, state, self.clock())
+            self._follow_topology(updated, state, self.clock())
             return True
         raise ConcurrencyConflictError(f"server {server}: too many concurrent writers")
 
@@ -493,20 +493,32 @@ class Responder:
             incidents=decision.changed,
             effects=effects,
         )
+        if not any(e.name is EffectName.REDIS_TOPOLOGY for e in effects):
+            self._follow_topology(state, before, now)
         return work
 
-    def _index_topology(self, state: ServerState, before: ServerState | None, now: datetime) -> None:
-        """Keep what reconciliation republishes in step with the state (best effort: the next change
-        or the sweeper's next run repairs a miss; the record itself is already safe)."""
-        if before is not None and (before.topology_version, before.epoch) == (
-            state.topology_version,
-            state.epoch,
-        ):
+    def _follow_topology(self, state: ServerState, before: ServerState | None, now: datetime) -> None:
+        """Publish a topology change that no incident transition carries (a primary seen in its new
+        zone after the restore, a replica that broke), at once rather than at the next transition.
+
+        Best effort by design: the publication index is written first, so when Redis is down the
+        sweeper's reconciliation writes it within one period (the record itself is already safe).
+        """
+        known = (before.topology_version, before.epoch) if before is not None else (0, 0)
+        if known == (state.topology_version, state.epoch):
             return
+        topology = topology_of(state, None, now=now)
         try:
-            self.store.save_publication(topology_of(state, None, now=now), state.epoch)
+            self.store.save_publication(topology, state.epoch)
+            if self.integrations.cache is not None:
+                self.integrations.cache.publish(topology, epoch=state.epoch)
         except FailoverError as error:
-            log.warning("server %s: topology index not updated: %s", state.server, redact(str(error)))
+            log.warning(
+                "server %s: topology version %d left for reconciliation: %s",
+                state.server,
+                state.topology_version,
+                redact(str(error)),
+            )
 
     def _run_now(self, work: list[WorkItem]) -> None:
         for item in work:

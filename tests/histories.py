@@ -45,8 +45,9 @@ class Failover:
     at: datetime
     downtime: float
     sources: tuple[str, ...]
-    zones: tuple[str, str]  # primary before, primary after
+    zones: tuple[str, str]  # primary before, primary after (the same zone for same-zone HA)
     signals: tuple[Signal, ...] = field(default=())
+    healthy_after: float = 600  # seconds from the restore to HA Healthy (the standby rebuilt)
 
     @property
     def expected_cause(self) -> Cause:
@@ -81,6 +82,41 @@ def histories(draw: Any, max_failovers: int = 5) -> list[Failover]:
         found.append(replace(failover, signals=tuple(_signals(failover, n))))
         zones = (zones[1], zones[0])
         at += timedelta(minutes=draw(st.integers(150, 600)))
+    return found
+
+
+_SAMPLED = ("arm:failing", "arm:healthy")
+
+
+@st.composite
+def primary_changes(draw: Any, max_changes: int = 4) -> list[Failover]:
+    """1 to `max_changes` failovers and failbacks minutes apart, seen by the probes (and Event Grid).
+
+    Azure allows the next failover once the standby is rebuilt (HA Healthy), so a change starts after
+    the previous one's Healthy when the management API watches, else a short gap after its restore.
+    Zone-redundant HA moves the primary between zones; same-zone HA keeps it in one zone.
+    """
+    same_zone = draw(st.booleans())
+    # The probes are the deployment's: the same ones watch every change.
+    probes = draw(st.lists(st.sampled_from(("db_probe", "arm_probe")), min_size=1, unique=True))
+    zones = ("1", "1") if same_zone else ("1", "2")
+    at = T0
+    found: list[Failover] = []
+    for n in range(draw(st.integers(1, max_changes))):
+        kind = draw(st.sampled_from(("planned", "forced", "unplanned")))
+        alerts = ("event_grid",) if kind != "unplanned" and draw(st.booleans()) else ()
+        downtime = round(draw(st.floats(5, 60)), 3)
+        healthy = draw(st.floats(30, 600))
+        failover = Failover(kind, at, downtime, (*probes, *alerts), zones, healthy_after=healthy)
+        # The management API is sampled: it may miss the short FailingOver and Healthy states, but
+        # never a zone move (the view keeps it), so a same-zone change it alone watches keeps them.
+        missable = probes != ["arm_probe"] or zones[0] != zones[1]
+        missed = set(draw(st.lists(st.sampled_from(_SAMPLED), unique=True))) if missable else set()
+        signals = [s for s in _signals(failover, n) if s.signal_id.split(":", 1)[1] not in missed]
+        found.append(replace(failover, signals=tuple(signals)))
+        settled = downtime + (healthy if "arm_probe" in probes else 0)
+        at += timedelta(seconds=settled + draw(st.floats(30, 600)))
+        zones = (zones[1], zones[0])
     return found
 
 
@@ -134,7 +170,6 @@ def _signals(f: Failover, n: int) -> list[Signal]:
         add(Source.DB_PROBE, SignalKind.WRITE_RESTORED, end, "db:up", downtime_seconds=round(end - 0.4, 3))
     if "arm_probe" in f.sources:
         before, after = f.zones
-        view = {"primary_zone": after, "standby_zone": before, "ha_state": "Healthy"}
         add(
             Source.ARM_PROBE,
             SignalKind.HA_STATE_CHANGED,
@@ -143,15 +178,23 @@ def _signals(f: Failover, n: int) -> list[Signal]:
             ha_state="FailingOver",
             cause=Cause.UNPLANNED,
         )
+        if before != after:  # same-zone HA: the management API sees no zone move
+            view = {"primary_zone": after, "standby_zone": before, "ha_state": "Healthy"}
+            add(
+                Source.ARM_PROBE,
+                SignalKind.FAILOVER_COMPLETED,
+                end + 5,
+                "arm:zone",
+                zone_before=before,
+                view=view,
+            )
         add(
             Source.ARM_PROBE,
-            SignalKind.FAILOVER_COMPLETED,
-            end + 5,
-            "arm:zone",
-            zone_before=before,
-            view=view,
+            SignalKind.HA_STATE_CHANGED,
+            end + f.healthy_after,
+            "arm:healthy",
+            ha_state="Healthy",
         )
-        add(Source.ARM_PROBE, SignalKind.HA_STATE_CHANGED, end + 600, "arm:healthy", ha_state="Healthy")
     if f.kind == "maintenance":
         window = {"tracking_id": f"M{n}", "impact_start": _iso(f.at, -3600), "impact_end": _iso(f.at, 3600)}
         add(Source.MONITOR_ALERT, SignalKind.MAINTENANCE_SCHEDULED, -5 * 86400, "sh", **window)

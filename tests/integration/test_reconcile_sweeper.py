@@ -11,23 +11,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from failover.incidents import Policy
 from failover.model import Cause, SignalKind, Source
-from failover.service import Integrations, Responder
 from tests.builders import T0, signal
 from tests.integration.redis_fixtures import redis_backend_fixture, redis_cluster_fixture  # noqa: F401
-from tests.integration.test_redis_contract import cache_on
+from tests.integration.test_redis_contract import responder_on
 
 SERVERS = [f"pg-rec-{n:02d}" for n in range(30)]
 
 
-def _responder(store, backend, clock):
-    cache = cache_on(backend)
-    return Responder(store=store, clock=clock, policy=Policy(), integrations=Integrations(cache=cache)), cache
-
-
 def test_every_topology_is_back_after_redis_comes_back_empty(store, redis_backend, clock):
-    responder, cache = _responder(store, redis_backend, clock)
+    responder, cache = responder_on(store, redis_backend, clock)
     clock.now = T0 + timedelta(seconds=30)
     for server in SERVERS:
         responder.record(
@@ -60,7 +53,7 @@ def test_a_replica_that_breaks_is_a_new_topology_version_republished_without_an_
     redis_backend,
     clock,
 ):
-    responder, cache = _responder(store, redis_backend, clock)
+    responder, cache = responder_on(store, redis_backend, clock)
     server = "pg-rep-01"
     replica = {"name": "pg-rep-01-r1", "host": "r1.example", "zone": "2", "replicationState": "Active"}
     view = {"primary_zone": "1", "standby_zone": "2", "ha_state": "Healthy", "replica_details": [replica]}

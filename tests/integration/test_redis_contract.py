@@ -16,8 +16,10 @@ import pytest
 from redis.cluster import RedisCluster
 
 from failover.adapters.redis_cache import RedisTopologyCache, redis_client_factory
+from failover.incidents import Policy
 from failover.model import Topology
 from failover.reconcile import Publication, reconcile
+from failover.service import Integrations, Responder
 from tests.integration.redis_fixtures import (  # noqa: F401  (fixtures)
     RedisBackend,
     redis_backend_fixture,
@@ -69,6 +71,12 @@ def topo(server: str, version: int, primary: str = "1", **extra: Any) -> Topolog
 def cache_on(backend: RedisBackend, **options: Any) -> RedisTopologyCache:
     connect = redis_client_factory(backend.url, entra_identity=None, cluster="auto", retries=1)
     return RedisTopologyCache(connect, **options)
+
+
+def responder_on(store: Any, backend: RedisBackend, clock: Any) -> tuple[Responder, RedisTopologyCache]:
+    """A Responder recording into `store` whose Redis effects and writes go to `backend`."""
+    cache = cache_on(backend)
+    return Responder(store=store, clock=clock, policy=Policy(), integrations=Integrations(cache=cache)), cache
 
 
 def next_message(pubsub: Any, timeout: float = 3.0) -> dict[str, Any] | None:

@@ -384,3 +384,32 @@ def test_late_sources_of_one_failover_bump_the_epoch_once():
     ]
     state, _ = run(sorted([*planned(T0), *late_alerts], key=lambda s: s.received_at), now=END)
     assert len(incidents(state, END)) == 1 and state.epoch == 1
+
+
+def zone_move(seconds: float, before: str, after: str) -> Signal:
+    """The management API probe's view of the primary moving from zone `before` to `after`."""
+    return signal(
+        SignalKind.FAILOVER_COMPLETED,
+        seconds,
+        source=Source.ARM_PROBE,
+        signal_id=f"arm:zone:{seconds}",
+        details={"zone_before": before, "view": {"primary_zone": after, "standby_zone": before}},
+    )
+
+
+def test_issue12_a_second_move_of_the_primary_seen_only_by_the_management_api_is_a_second_change():
+    # The probe's samples caught the two moves and nothing between them (no FailingOver, no
+    # Healthy): the primary went 1 -> 2 and, 90 s later, back 2 -> 1. Two changes, two epochs.
+    state, _ = run([zone_move(30, "1", "2"), zone_move(120, "2", "1")], now=END)
+    found = incidents(state, END)
+    assert [(i.primary_zone_before, i.primary_zone_after) for i in found] == [("1", "2"), ("2", "1")]
+    assert state.epoch == 2
+
+
+def test_issue12_two_sources_reporting_one_move_are_one_change():
+    database = [
+        signal(SignalKind.WRITE_UNAVAILABLE, 1, source=Source.DB_PROBE),
+        signal(SignalKind.WRITE_RESTORED, 20, source=Source.DB_PROBE, details={"downtime_seconds": 18}),
+    ]
+    state, _ = run([*database, zone_move(40, "1", "2"), zone_move(45, "1", "2")], now=END)
+    assert len(incidents(state, END)) == 1 and state.epoch == 1
