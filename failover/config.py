@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from failover.errors import ConfigError
 from failover.incidents import Policy
@@ -166,6 +166,32 @@ class _Reader:
         return tuple(i.rstrip("/") for i in items if pattern.match(i))
 
     def settings(self) -> Settings:
+        settings = Settings(
+            **self._storage(),
+            **self._redis(),
+            **self._channels(),
+            **self._scopes(),
+            **self._postgres(),
+            **self._probes(),
+            **self._after_failover(),
+            policy=self._policy(),
+        )
+        managed_identity = settings.storage_connection is None and settings.storage_table_endpoint is not None
+        if managed_identity and settings.continuation_secret is None:
+            self.problems.append(
+                "CONTINUATION_SECRET: required when storage is reached with a managed identity"
+            )
+        if settings.pg_auth == "password" and settings.pg_password is None and settings.probes_configured:
+            self.problems.append("PG_PASSWORD: missing while PG_AUTH=password")
+        if not https_or_loopback(settings.pagerduty_events_url):
+            self.problems.append("PAGERDUTY_EVENTS_URL: must be https (http only on loopback)")
+        if self.problems:
+            raise ConfigError("invalid settings: " + "; ".join(self.problems))
+        return settings
+
+    # Each group below reads the settings of one concern and returns the Settings fields it fills.
+
+    def _storage(self) -> dict[str, Any]:
         storage = self.secret("AzureWebJobsStorage")
         endpoint = self.text("AzureWebJobsStorage__tableServiceUri")
         account = self.text("AzureWebJobsStorage__accountName")
@@ -182,95 +208,112 @@ class _Reader:
         table = self.text("FAILOVER_TABLE", "failoverincidents") or ""
         if not _TABLE_NAME.match(table):
             self.problems.append("FAILOVER_TABLE: 3-63 letters and digits, starting with a letter")
+        return {
+            "storage_connection": storage,
+            "storage_table_endpoint": endpoint,
+            "storage_queue_endpoint": queue_endpoint,
+            "table_name": table,
+            "public_base_url": (self.text("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            "continuation_secret": self.secret("CONTINUATION_SECRET"),
+        }
+
+    def _redis(self) -> dict[str, Any]:
+        redis_cluster = (self.text("REDIS_CLUSTER", "auto") or "").lower()
+        if redis_cluster not in ("auto", "true", "false"):
+            self.problems.append("REDIS_CLUSTER: must be auto, true or false")
+        patterns = (self.text("REDIS_INVALIDATE_PATTERNS") or "").split(";")
+        return {
+            "redis_url": self.secret("REDIS_URL"),
+            "redis_prefix": self.text("REDIS_PREFIX", "pgha:") or "pgha:",
+            "redis_entra_identity": self.text("REDIS_ENTRA_IDENTITY"),
+            "redis_invalidate_patterns": tuple(p.strip() for p in patterns if p.strip()),
+            "redis_cluster": redis_cluster,
+            "redis_invalidate_seconds": self.number("REDIS_INVALIDATE_SECONDS", 5.0, float, 0.1, 300),
+            "redis_invalidate_max_keys": self.number(
+                "REDIS_INVALIDATE_MAX_KEYS", 100_000, int, 1, 10_000_000
+            ),
+        }
+
+    def _channels(self) -> dict[str, Any]:
+        return {
+            "teams_webhook_url": self.secret("TEAMS_WEBHOOK_URL"),
+            "teams_routes": self.secret("TEAMS_ROUTES"),
+            "pagerduty_routing_key": self.secret("PAGERDUTY_ROUTING_KEY"),
+            "pagerduty_routes": self.secret("PAGERDUTY_ROUTES"),
+            "pagerduty_events_url": self.text("PAGERDUTY_EVENTS_URL", Settings.pagerduty_events_url) or "",
+            "maintenance_windows": self.text("MAINTENANCE_WINDOWS", "") or "",
+            "maintenance_cards": self.flag("MAINTENANCE_CARDS"),
+            "effect_max_attempts": self.number("EFFECT_MAX_ATTEMPTS", 8, int, 1, 50),
+            "effect_backoff_base": self.number("EFFECT_BACKOFF_BASE_SECONDS", 5.0, float, 0.01, 3600),
+            "effect_backoff_max": self.number("EFFECT_BACKOFF_MAX_SECONDS", 900.0, float, 0.01, 86400),
+        }
+
+    def _scopes(self) -> dict[str, Any]:
+        return {
+            "monitored_servers": self.listed(
+                "MONITORED_SERVERS", _RESOURCE_ID, "flexible server resource ids"
+            ),
+            "discovery_scopes": self.listed("DISCOVERY_SCOPES", _SCOPE, "subscription or resource group ids"),
+            "alert_scopes": self.listed("ALERT_SCOPES", _SCOPE, "subscription or resource group ids"),
+            "discovery_interval": timedelta(
+                minutes=self.number("DISCOVERY_INTERVAL_MINUTES", 15.0, float, 1, 1440)
+            ),
+            "arm_endpoint": self.text("ARM_ENDPOINT"),
+        }
+
+    def _postgres(self) -> dict[str, Any]:
         pg_auth = (self.text("PG_AUTH", "entra") or "").lower()
         if pg_auth not in ("entra", "password"):
             self.problems.append("PG_AUTH: must be 'entra' or 'password'")
-        quiet = self.number("INCIDENT_QUIET_SECONDS", 300.0, float, 0, 86400)
+        return {
+            "pg_conninfo_template": self.text("PG_CONNINFO_TEMPLATE", Settings.pg_conninfo_template) or "",
+            "pg_conninfo_overrides": self.secret("PG_CONNINFO_OVERRIDES"),
+            "pg_user": self.text("PG_USER"),
+            "pg_password": self.secret("PG_PASSWORD"),
+            "pg_auth": pg_auth,
+            "pg_create_heartbeat_table": self.flag("PG_CREATE_HEARTBEAT_TABLE"),
+        }
+
+    def _probes(self) -> dict[str, Any]:
         probe_db_word = (self.text("PROBE_DB", "on") or "").lower()
         if probe_db_word not in ("on", "off"):
             self.problems.append("PROBE_DB: must be on or off")
         probe_db = probe_db_word != "off"
         if probe_db and self.listed_any() and not self._names_a_user():
             self.problems.append("PG_USER: required while the database probe is on (or set PROBE_DB=off)")
-        stale = self.number("INCIDENT_STALE_SECONDS", 7200.0, float, 60, 7 * 86400)
-        skew = self.number("CLOCK_SKEW_SECONDS", 300.0, float, 0, 86400)
-        redis_cluster = (self.text("REDIS_CLUSTER", "auto") or "").lower()
-        if redis_cluster not in ("auto", "true", "false"):
-            self.problems.append("REDIS_CLUSTER: must be auto, true or false")
-        settings = Settings(
-            storage_connection=storage,
-            storage_table_endpoint=endpoint,
-            storage_queue_endpoint=queue_endpoint,
-            table_name=table,
-            redis_url=self.secret("REDIS_URL"),
-            redis_prefix=self.text("REDIS_PREFIX", "pgha:") or "pgha:",
-            redis_entra_identity=self.text("REDIS_ENTRA_IDENTITY"),
-            redis_invalidate_patterns=tuple(
-                p.strip() for p in (self.text("REDIS_INVALIDATE_PATTERNS") or "").split(";") if p.strip()
-            ),
-            redis_cluster=redis_cluster,
-            redis_invalidate_seconds=self.number("REDIS_INVALIDATE_SECONDS", 5.0, float, 0.1, 300),
-            redis_invalidate_max_keys=self.number("REDIS_INVALIDATE_MAX_KEYS", 100_000, int, 1, 10_000_000),
-            teams_webhook_url=self.secret("TEAMS_WEBHOOK_URL"),
-            teams_routes=self.secret("TEAMS_ROUTES"),
-            pagerduty_routing_key=self.secret("PAGERDUTY_ROUTING_KEY"),
-            pagerduty_routes=self.secret("PAGERDUTY_ROUTES"),
-            pagerduty_events_url=self.text("PAGERDUTY_EVENTS_URL", Settings.pagerduty_events_url) or "",
-            maintenance_windows=self.text("MAINTENANCE_WINDOWS", "") or "",
-            monitored_servers=self.listed("MONITORED_SERVERS", _RESOURCE_ID, "flexible server resource ids"),
-            discovery_scopes=self.listed("DISCOVERY_SCOPES", _SCOPE, "subscription or resource group ids"),
-            alert_scopes=self.listed("ALERT_SCOPES", _SCOPE, "subscription or resource group ids"),
-            discovery_interval=timedelta(
-                minutes=self.number("DISCOVERY_INTERVAL_MINUTES", 15.0, float, 1, 1440)
-            ),
-            arm_endpoint=self.text("ARM_ENDPOINT"),
-            pg_conninfo_template=self.text("PG_CONNINFO_TEMPLATE", Settings.pg_conninfo_template) or "",
-            pg_conninfo_overrides=self.secret("PG_CONNINFO_OVERRIDES"),
-            pg_user=self.text("PG_USER"),
-            pg_password=self.secret("PG_PASSWORD"),
-            pg_auth=pg_auth,
-            pg_create_heartbeat_table=self.flag("PG_CREATE_HEARTBEAT_TABLE"),
-            probe_db=probe_db,
-            probe_db_outage_seconds=self.number("PROBE_DB_OUTAGE_SECONDS", 3.0, float, 0.5, 600),
-            probe_id=self.text("PROBE_ID", "pg-failover-responder") or "pg-failover-responder",
-            probe_window=timedelta(seconds=self.number("PROBE_WINDOW_SECONDS", 50.0, float, 0, 3600)),
-            probe_db_interval=self.number("PROBE_DB_INTERVAL_SECONDS", 0.5, float, 0.05, 60),
-            probe_db_fast_interval=self.number("PROBE_DB_FAST_INTERVAL_SECONDS", 0.2, float, 0.05, 60),
-            probe_max_workers=self.number("PROBE_MAX_WORKERS", 16, int, 1, 256),
-            probe_record_workers=self.number("PROBE_RECORD_WORKERS", 8, int, 1, 256),
-            probe_shard_size=self.number("PROBE_SHARD_SIZE", 50, int, 1, 1000),
-            probe_arm_interval=self.number("PROBE_ARM_INTERVAL_SECONDS", 5.0, float, 0.1, 3600),
-            probe_fault_notify=timedelta(
+        return {
+            "probe_db": probe_db,
+            "probe_db_outage_seconds": self.number("PROBE_DB_OUTAGE_SECONDS", 3.0, float, 0.5, 600),
+            "probe_id": self.text("PROBE_ID", "pg-failover-responder") or "pg-failover-responder",
+            "probe_window": timedelta(seconds=self.number("PROBE_WINDOW_SECONDS", 50.0, float, 0, 3600)),
+            "probe_db_interval": self.number("PROBE_DB_INTERVAL_SECONDS", 0.5, float, 0.05, 60),
+            "probe_db_fast_interval": self.number("PROBE_DB_FAST_INTERVAL_SECONDS", 0.2, float, 0.05, 60),
+            "probe_max_workers": self.number("PROBE_MAX_WORKERS", 16, int, 1, 256),
+            "probe_record_workers": self.number("PROBE_RECORD_WORKERS", 8, int, 1, 256),
+            "probe_shard_size": self.number("PROBE_SHARD_SIZE", 50, int, 1, 1000),
+            "probe_arm_interval": self.number("PROBE_ARM_INTERVAL_SECONDS", 5.0, float, 0.1, 3600),
+            "probe_fault_notify": timedelta(
                 seconds=self.number("PROBE_FAULT_NOTIFY_SECONDS", 600.0, float, 0, 7 * 86400)
             ),
-            maintenance_poll=timedelta(minutes=self.number("MAINTENANCE_POLL_MINUTES", 60.0, float, 1, 1440)),
-            maintenance_cards=self.flag("MAINTENANCE_CARDS"),
-            public_base_url=(self.text("PUBLIC_BASE_URL") or "").rstrip("/") or None,
-            continuation_secret=self.secret("CONTINUATION_SECRET"),
-            effect_max_attempts=self.number("EFFECT_MAX_ATTEMPTS", 8, int, 1, 50),
-            effect_backoff_base=self.number("EFFECT_BACKOFF_BASE_SECONDS", 5.0, float, 0.01, 3600),
-            effect_backoff_max=self.number("EFFECT_BACKOFF_MAX_SECONDS", 900.0, float, 0.01, 86400),
-            verify_deadline=timedelta(
+            "maintenance_poll": timedelta(
+                minutes=self.number("MAINTENANCE_POLL_MINUTES", 60.0, float, 1, 1440)
+            ),
+        }
+
+    def _after_failover(self) -> dict[str, Any]:
+        return {
+            "verify_deadline": timedelta(
                 seconds=self.number("VERIFY_DEADLINE_SECONDS", 1800.0, float, 60, 86400)
             ),
-            app_zones=self.listed("APP_ZONES", _ZONE, "availability zones (1, 2 or 3)"),
-            digest_min_servers=self.number("DIGEST_MIN_SERVERS", 3, int, 2, 1000),
-            digest_window=timedelta(seconds=self.number("DIGEST_WINDOW_SECONDS", 120.0, float, 10, 3600)),
-            drill_min_interval=drill_min_interval(self),
-            policy=Policy(
-                quiet=timedelta(seconds=quiet),
-                stale=timedelta(seconds=stale),
-                clock_skew=timedelta(seconds=skew),
-            ),
+            "app_zones": self.listed("APP_ZONES", _ZONE, "availability zones (1, 2 or 3)"),
+            "digest_min_servers": self.number("DIGEST_MIN_SERVERS", 3, int, 2, 1000),
+            "digest_window": timedelta(seconds=self.number("DIGEST_WINDOW_SECONDS", 120.0, float, 10, 3600)),
+            "drill_min_interval": drill_min_interval(self),
+        }
+
+    def _policy(self) -> Policy:
+        return Policy(
+            quiet=timedelta(seconds=self.number("INCIDENT_QUIET_SECONDS", 300.0, float, 0, 86400)),
+            stale=timedelta(seconds=self.number("INCIDENT_STALE_SECONDS", 7200.0, float, 60, 7 * 86400)),
+            clock_skew=timedelta(seconds=self.number("CLOCK_SKEW_SECONDS", 300.0, float, 0, 86400)),
         )
-        if storage is None and settings.continuation_secret is None and endpoint is not None:
-            self.problems.append(
-                "CONTINUATION_SECRET: required when storage is reached with a managed identity"
-            )
-        if settings.pg_auth == "password" and settings.pg_password is None and settings.probes_configured:
-            self.problems.append("PG_PASSWORD: missing while PG_AUTH=password")
-        if not https_or_loopback(settings.pagerduty_events_url):
-            self.problems.append("PAGERDUTY_EVENTS_URL: must be https (http only on loopback)")
-        if self.problems:
-            raise ConfigError("invalid settings: " + "; ".join(self.problems))
-        return settings

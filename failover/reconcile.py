@@ -85,28 +85,7 @@ def reconcile(
         log.warning("reconcile: could not check redis: %s", redact(str(error)))
         return ReconcileReport(checked=0, error=redact(str(error)))
     chosen = plan(items, stale, max_writes=max_writes)
-    written = failed = 0
-    error_text = None
-    for item in chosen:
-        if monotonic() - started >= max_seconds:
-            break
-        try:
-            cache.publish(item.topology, epoch=item.epoch)
-        except FailoverError as error:
-            if is_retryable(error):
-                error_text = redact(str(error))
-                log.warning("reconcile: redis unavailable, stopping this run: %s", error_text)
-                break
-            failed += 1
-            log.error("reconcile: topology of %s refused: %s", item.server, redact(str(error)))
-            continue
-        except Exception as error:  # an adapter bug for one server never stops the run
-            failed += 1
-            log.exception(
-                "reconcile: topology of %s failed unexpectedly: %s", item.server, type(error).__name__
-            )
-            continue
-        written += 1
+    written, failed, error_text = _write(cache, chosen, deadline=started + max_seconds, monotonic=monotonic)
     report = ReconcileReport(
         checked=len(versions),
         stale=len(stale),
@@ -124,3 +103,31 @@ def reconcile(
             report.deferred,
         )
     return report
+
+
+def _write(
+    cache: TopologyCache, chosen: Sequence[Publication], *, deadline: float, monotonic: Callable[[], float]
+) -> tuple[int, int, str | None]:
+    """Publish the chosen topologies until the deadline: (written, failed, why the run stopped)."""
+    written = failed = 0
+    for item in chosen:
+        if monotonic() >= deadline:
+            break
+        try:
+            cache.publish(item.topology, epoch=item.epoch)
+        except FailoverError as error:
+            if is_retryable(error):
+                error_text = redact(str(error))
+                log.warning("reconcile: redis unavailable, stopping this run: %s", error_text)
+                return written, failed, error_text
+            failed += 1
+            log.error("reconcile: topology of %s refused: %s", item.server, redact(str(error)))
+            continue
+        except Exception as error:  # an adapter bug for one server never stops the run
+            failed += 1
+            log.exception(
+                "reconcile: topology of %s failed unexpectedly: %s", item.server, type(error).__name__
+            )
+            continue
+        written += 1
+    return written, failed, None

@@ -465,6 +465,18 @@ def _event_json(topology: Topology) -> str:
     )
 
 
+def _checked_url(url: str, setting: str) -> tuple[str, bool]:
+    """(scheme, whether it carries a password) of a redis URL; `ConfigError` never shows the value."""
+    try:
+        parts = urlsplit(url)
+        scheme, has_password, hostname = parts.scheme, parts.password is not None, parts.hostname
+    except ValueError:
+        raise ConfigError(f"{setting}: not a valid URL (value not shown)") from None
+    if scheme not in {"redis", "rediss"} or not hostname:
+        raise ConfigError(f"{setting}: expected redis://host:port or rediss://host:port (value not shown)")
+    return scheme, has_password
+
+
 def redis_client_factory(
     url: str,
     *,
@@ -495,13 +507,7 @@ def redis_client_factory(
     mode = cluster.strip().lower()
     if mode not in CLUSTER_MODES:
         raise ConfigError("REDIS_CLUSTER: must be auto, true or false")
-    try:
-        parts = urlsplit(url)
-        scheme, has_password, hostname = parts.scheme, parts.password is not None, parts.hostname
-    except ValueError:
-        raise ConfigError(f"{setting}: not a valid URL (value not shown)") from None
-    if scheme not in {"redis", "rediss"} or not hostname:
-        raise ConfigError(f"{setting}: expected redis://host:port or rediss://host:port (value not shown)")
+    scheme, has_password = _checked_url(url, setting)
     kwargs: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": socket_timeout,
