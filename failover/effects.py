@@ -9,6 +9,7 @@ one card that says where things stand, never a burst of stale ones (at most thre
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -33,17 +34,32 @@ class RetryPolicy:
     lease: timedelta = timedelta(minutes=5)
 
 
-def effects_for(decision: Decision, *, now: datetime) -> tuple[Effect, ...]:
-    """The effects of every incident the decision moved, each for its latest new transition."""
+ALL_EFFECTS = (EffectName.REDIS_TOPOLOGY, *_NOTIFY, EffectName.DAY_INDEX)
+
+
+def effects_for(
+    decision: Decision, *, now: datetime, runs: Collection[EffectName] = ALL_EFFECTS
+) -> tuple[Effect, ...]:
+    """The effects of every incident the decision moved, each for its latest new transition.
+
+    `runs` names the effects this deployment carries out: one it does not (a channel or a Redis that
+    is not configured) gets no row, no outbox pointer and no run.
+    """
+    names = tuple(name for name in ALL_EFFECTS if name in runs)
     return tuple(
         effect
         for change in decision.changes
-        for effect in _effects_of(decision, change.incident, change.latest_transition, now=now)
+        for effect in _effects_of(decision, change.incident, change.latest_transition, names, now=now)
     )
 
 
 def _effects_of(
-    decision: Decision, incident: Incident, transition: Transition | None, *, now: datetime
+    decision: Decision,
+    incident: Incident,
+    transition: Transition | None,
+    names: tuple[EffectName, ...],
+    *,
+    now: datetime,
 ) -> tuple[Effect, ...]:
     if transition is None:
         return ()
@@ -60,7 +76,7 @@ def _effects_of(
             updated_at=now,
             payload=redis_payload if name is EffectName.REDIS_TOPOLOGY else {},
         )
-        for name in (EffectName.REDIS_TOPOLOGY, *_NOTIFY, EffectName.DAY_INDEX)
+        for name in names
     )
 
 

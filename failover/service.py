@@ -126,6 +126,13 @@ class Integrations:
     verifying: Verifying | None = None  # post-failover verification (needs the probes configured)
     digest: ZoneDigest | None = None  # zone-outage digest cards (needs a channel)
 
+    def runs(self) -> frozenset[EffectName]:
+        """The effects this deployment carries out: the day index, Redis and each configured channel."""
+        names = {EffectName.DAY_INDEX, *(EffectName.notify(c) for c in self.notify.channels)}
+        if self.cache is not None:
+            names.add(EffectName.REDIS_TOPOLOGY)
+        return frozenset(names)
+
 
 @dataclass
 class Responder:
@@ -476,7 +483,7 @@ class Responder:
         """Schedule the decision's effects (its settle check, its verification), then commit it in one
         transaction."""
         now = self.clock()
-        effects = fx.effects_for(decision, now=now)
+        effects = fx.effects_for(decision, now=now, runs=self.integrations.runs())
         work = self.store.schedule_effects(effects, now=now) if effects else []
         state = decision.state
         if state.wake_at is not None and state.wake_at != (before.wake_at if before else None):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from failover.model import Cause, Incident, IncidentStatus, Signal, SignalKind, Source, Transition
+from failover.notify.channel import Links
+from failover.presentation import IncidentView
 
 T0 = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
 RESOURCE = (
@@ -86,3 +89,27 @@ def incident(
             transitions=(*base.transitions, Transition.STALE),
         )
     return replace(base, **changes)
+
+
+class Recorder:
+    """A channel that records what it was asked to send."""
+
+    name = "teams"
+
+    def __init__(
+        self, *, target: str | None = "https://hook.example/w", fail: Exception | None = None
+    ) -> None:
+        self.target = target
+        self.fail = fail
+        self.sent: list[tuple[str, Mapping[str, Any]]] = []
+
+    def target_for(self, server: str) -> str | None:
+        return self.target
+
+    def render(self, view: IncidentView, transition: Transition, links: Links) -> Mapping[str, Any]:
+        return {"headline": view.headline(transition), "timeline": links.timeline_url}
+
+    def send(self, target: str, message: Mapping[str, Any]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append((target, message))

@@ -24,8 +24,9 @@ from failover.errors import StorageUnavailableError
 from failover.incidents import Policy, derive
 from failover.lags import LAGS, family_of
 from failover.model import Cause, Incident, IncidentStatus, Signal, SignalKind, Source
-from failover.service import Responder
-from tests.builders import RESOURCE, T0
+from failover.notify.pipeline import NotifyPipeline
+from failover.service import Integrations, Responder
+from tests.builders import RESOURCE, T0, Recorder
 
 SERVER = "pg-prod-01"
 KINDS = ("planned", "forced", "unplanned", "maintenance")
@@ -279,7 +280,11 @@ def deliver(
     """Record every delivery through a Responder on a memory store; faulted ones are redelivered."""
     store = MemoryStore()
     clock = _ThreadClock(T0)
-    responder = Responder(store=store, clock=clock, policy=POLICY, sleep=lambda _: None, rand=rng.random)
+    # A channel that renders and records every card: the effects the invariants count are real.
+    teams = Integrations(notify=NotifyPipeline(channels={"teams": Recorder()}))
+    responder = Responder(
+        store=store, clock=clock, policy=POLICY, sleep=lambda _: None, rand=rng.random, integrations=teams
+    )
     faults = 0
     pending = list(deliveries)
     recorded = 0

@@ -16,9 +16,10 @@ from failover.adapters.memory_store import MemoryStore
 from failover.adapters.redis_cache import CacheConfigError
 from failover.incidents import Policy
 from failover.model import Effect, EffectName, EffectStatus, SignalKind, Topology, Transition
+from failover.notify.pipeline import NotifyPipeline
 from failover.ports import PublishResult
 from failover.service import Integrations, Responder
-from tests.builders import T0, signal
+from tests.builders import T0, Recorder, signal
 from tests.conftest import FakeClock
 from tests.unit.test_reconcile import MemoryCache
 
@@ -74,13 +75,15 @@ def test_a_leased_effect_keeps_its_pointer_and_runs_once_the_lease_expires():
 
 def test_one_failing_item_never_stops_a_sweeper_run():
     class Exploding(MemoryCache):
+        armed = False
+
         def publish(self, topology: Topology, *, epoch: int, patterns: tuple[str, ...] = ()) -> PublishResult:
-            if topology.server == "pg-bad-01":
+            if self.armed and topology.server == "pg-bad-01":
                 raise RuntimeError("an adapter bug")
             return super().publish(topology, epoch=epoch, patterns=patterns)
 
     cache = Exploding()
-    responder, store, clock = _responder(None)
+    responder, store, clock = _responder(cache)
     for server in ("pg-bad-01", "pg-ok-01", "pg-ok-02"):
         responder.record(signal(SignalKind.FAILOVER_STARTED, 0, server=server))
     store.finish_work(store.due_work(clock.now + timedelta(days=1), 100))
@@ -93,7 +96,8 @@ def test_one_failing_item_never_stops_a_sweeper_run():
         store.replace_effect(
             replace(found[0], status=EffectStatus.PENDING, next_attempt_at=clock.now), found[1]
         )
-    responder.integrations.cache = cache
+    cache.armed = True
+    cache.published.clear()
     report = responder.sweep()
     assert sorted(set(cache.published)) == ["pg-ok-01", "pg-ok-02"]
     assert report.examined == 3
@@ -110,3 +114,22 @@ def test_a_dead_effect_is_indexed_for_health():
         EffectStatus.DEAD,
     )
     assert "WRONGTYPE" in (dead.last_error or "")
+
+
+def test_an_effect_the_deployment_does_not_run_gets_no_row_pointer_or_run():
+    """Before: every registered channel and Redis got an effect row, an outbox pointer and a run that
+    only said "not configured" (about 4 Table round trips each in the storm benchmark)."""
+    store, clock = MemoryStore(), FakeClock(T0 + timedelta(seconds=10))
+    teams = Recorder()
+    responder = Responder(
+        store=store,
+        clock=clock,
+        integrations=Integrations(notify=NotifyPipeline(channels={"teams": teams})),
+        sleep=lambda _: None,
+    )
+    outcome = responder.record(signal(SignalKind.FAILOVER_STARTED, 0))
+    assert outcome.incident_id is not None
+    names = {e.name for e in store.effects_of(outcome.incident_id)}
+    assert names == {EffectName.NOTIFY_TEAMS, EffectName.DAY_INDEX}
+    left = store.due_work(clock.now + timedelta(days=1), 100)
+    assert len(teams.sent) == 1 and [w.kind for w in left] == ["settle"]  # the resolution check only

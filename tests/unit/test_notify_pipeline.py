@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -14,33 +12,9 @@ from failover.notify.channel import Links
 from failover.notify.pipeline import HELD, NotifyPipeline
 from failover.notify.registry import CHANNELS
 from failover.presentation import IncidentView
-from tests.builders import T0, incident
+from tests.builders import T0, Recorder, incident
 
 WINDOW_END = T0 + timedelta(hours=1)
-
-
-class Recorder:
-    """A channel that records what it was asked to send."""
-
-    name = "teams"
-
-    def __init__(
-        self, *, target: str | None = "https://hook.example/w", fail: Exception | None = None
-    ) -> None:
-        self.target = target
-        self.fail = fail
-        self.sent: list[tuple[str, Mapping[str, Any]]] = []
-
-    def target_for(self, server: str) -> str | None:
-        return self.target
-
-    def render(self, view: IncidentView, transition: Transition, links: Links) -> Mapping[str, Any]:
-        return {"headline": view.headline(transition), "timeline": links.timeline_url}
-
-    def send(self, target: str, message: Mapping[str, Any]) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.sent.append((target, message))
 
 
 def effect(transition: Transition = Transition.OPENED, name: EffectName = EffectName.NOTIFY_TEAMS) -> Effect:
