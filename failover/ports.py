@@ -6,10 +6,10 @@ them against real services, tests implement them with fakes. Nothing here does I
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from failover.incidents import ServerState
 from failover.model import (
@@ -129,6 +129,9 @@ class DbCheck:
     # Why the check failed: a ``failover.sources.db_faults.DbFault`` value (None when ok). Only
     # the ``outage`` group is failover evidence; ``probe`` faults are probe health.
     fault: str | None = None
+    # When the server closed (or spoke on) the probe's idle kept session, found broken by this check:
+    # the outage began by then (a primary shutting down terminates its sessions at once).
+    session_lost_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -208,6 +211,17 @@ class WorkItem:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A look the sweeper owes a server when due: `settle` it (an incident may resolve or go stale)
+    or `verify` an incident's new topology."""
+
+    kind: Literal["settle", "verify"]
+    server: str
+    due: datetime
+    incident_id: str = ""
+
+
+@dataclass(frozen=True)
 class IncidentPage:
     incidents: tuple[Incident, ...]
     next_key: tuple[str, str] | None  # where to resume (opaque to callers but signed in tokens)
@@ -241,7 +255,12 @@ class IncidentStore(Protocol):
         effects: Iterable[Effect] = (),
     ) -> None: ...
 
-    def schedule_effects(self, effects: Iterable[Effect], *, now: datetime) -> list[WorkItem]: ...
+    def schedule_effects(
+        self, effects: Iterable[Effect], *, now: datetime, checks: Sequence[Check] = ()
+    ) -> list[WorkItem]:
+        """Pointers to new effects (due now) and to the checks a decision owes, in one write; the
+        work items returned are the effects'. Written before the commit that creates the effects."""
+        ...
 
     def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None: ...
 
@@ -349,6 +368,9 @@ class DbObservation:
     slots: tuple[SlotView, ...] = ()
     tables_without_statistics: tuple[str, ...] = ()  # up to a few names, sorted
     tables_without_statistics_count: int = 0
+    # Tables with planner statistics whose activity counters know no ANALYZE: the counters
+    # autovacuum reads restarted (a promotion does that; pg_statistic itself survives it).
+    tables_with_reset_counters: int = 0
     catalog_read: bool = True  # False: the slots and statistics could not be read this time
     error: str | None = None  # a classified reason (fixed vocabulary), never driver text
 

@@ -61,7 +61,7 @@ from failover.model import (
     topology_from_payload,
 )
 from failover.notify.pipeline import NotifyPipeline
-from failover.ports import Clock, IncidentStore, TopologyCache, WorkItem
+from failover.ports import Check, Clock, IncidentStore, TopologyCache, WorkItem
 from failover.reconcile import Publication, reconcile
 from failover.scope import OTHER_RESOURCE, AcceptedScope
 from failover.secrets import redact
@@ -484,14 +484,9 @@ class Responder:
         transaction."""
         now = self.clock()
         effects = fx.effects_for(decision, now=now, runs=self.integrations.runs())
-        work = self.store.schedule_effects(effects, now=now) if effects else []
         state = decision.state
-        if state.wake_at is not None and state.wake_at != (before.wake_at if before else None):
-            self.store.schedule_settle(state.server, state.wake_at, now=now)
-        if self.integrations.verifying is not None:
-            for change in decision.changes:
-                if Transition.PRIMARY_RESTORED in change.transitions:
-                    self.store.schedule_verify(state.server, change.incident.incident_id, now, now=now)
+        checks = self._checks(decision, before, now)
+        work = self.store.schedule_effects(effects, now=now, checks=checks) if effects or checks else []
         self.store.commit(
             state,
             etag,
@@ -503,6 +498,21 @@ class Responder:
         if not any(e.name is EffectName.REDIS_TOPOLOGY for e in effects):
             self._follow_topology(state, before, now)
         return work
+
+    def _checks(self, decision: Decision, before: ServerState | None, now: datetime) -> list[Check]:
+        """What the sweeper must look at later: the server when its wake time moved, each incident
+        whose primary was just restored (verification, when configured)."""
+        state = decision.state
+        checks = []
+        if state.wake_at is not None and state.wake_at != (before.wake_at if before else None):
+            checks.append(Check("settle", state.server, state.wake_at))
+        if self.integrations.verifying is not None:
+            checks += [
+                Check("verify", state.server, now, change.incident.incident_id)
+                for change in decision.changes
+                if Transition.PRIMARY_RESTORED in change.transitions
+            ]
+        return checks
 
     def _follow_topology(self, state: ServerState, before: ServerState | None, now: datetime) -> None:
         """Publish a topology change that no incident transition carries (a primary seen in its new

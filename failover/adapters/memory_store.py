@@ -43,7 +43,7 @@ from failover.model import (
     Topology,
     Transition,
 )
-from failover.ports import IncidentPage, SideRows, SignalSnapshot, WorkItem
+from failover.ports import Check, IncidentPage, SideRows, SignalSnapshot, WorkItem
 from failover.timeutil import sortable
 
 MAX_OPERATIONS = 100
@@ -135,11 +135,13 @@ class MemoryStore:
 
     # --- outbox -------------------------------------------------------------------------------
 
-    def schedule_effects(self, effects: Iterable[Effect], *, now: datetime) -> list[WorkItem]:
-        entities = [codec.outbox_entity(e, e.next_attempt_at or now, now=now) for e in effects]
+    def schedule_effects(
+        self, effects: Iterable[Effect], *, now: datetime, checks: Sequence[Check] = ()
+    ) -> list[WorkItem]:
+        entities = codec.outbox_entities(effects, checks, now=now)
         self._enter("schedule_effects")
         self._upsert_all(entities)
-        return [codec.work_item(e) for e in entities]
+        return [codec.work_item(e) for e in entities if e["kind"] == "effect"]
 
     def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None:
         self._enter("schedule_settle")

@@ -58,7 +58,7 @@ from failover.model import (
     topology_from_payload,
     topology_payload,
 )
-from failover.ports import WorkItem
+from failover.ports import Check, WorkItem
 from failover.sources.resources import SERVER_NAME
 from failover.timeutil import iso, parse_iso, sortable
 
@@ -606,6 +606,20 @@ def settle_check_entity(server: str, due: datetime, *, now: datetime) -> dict[st
 def verify_check_entity(server: str, incident_id: str, due: datetime, *, now: datetime) -> dict[str, Any]:
     """A pointer asking the sweeper to verify an incident's new topology (`failover.verifying`)."""
     return _outbox(server, f"verify~{incident_id}", due, now=now, kind="verify", incident_id=incident_id)
+
+
+def check_entity(check: Check, *, now: datetime) -> dict[str, Any]:
+    if check.kind == "verify":
+        return verify_check_entity(check.server, check.incident_id, check.due, now=now)
+    return settle_check_entity(check.server, check.due, now=now)
+
+
+def outbox_entities(
+    effects: Iterable[Effect], checks: Iterable[Check], *, now: datetime
+) -> list[dict[str, Any]]:
+    """The outbox rows of a decision: its effects' pointers first, then its checks'."""
+    pointers = [outbox_entity(e, e.next_attempt_at or now, now=now) for e in effects]
+    return pointers + [check_entity(c, now=now) for c in checks]
 
 
 _WORK_KINDS = {"resolve": "settle", "verify": "verify"}

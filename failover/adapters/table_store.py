@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,7 +37,7 @@ from failover.model import (
     Topology,
     Transition,
 )
-from failover.ports import IncidentPage, SideRows, SignalSnapshot, WorkItem
+from failover.ports import Check, IncidentPage, SideRows, SignalSnapshot, WorkItem
 from failover.timeutil import sortable
 
 if TYPE_CHECKING:
@@ -156,11 +156,13 @@ class TableStore:
 
     # --- outbox -------------------------------------------------------------------------------
 
-    def schedule_effects(self, effects: Iterable[Effect], *, now: datetime) -> list[WorkItem]:
-        """Pointers to new effects, due now; written before the commit that creates the effects."""
-        entities = [codec.outbox_entity(e, e.next_attempt_at or now, now=now) for e in effects]
+    def schedule_effects(
+        self, effects: Iterable[Effect], *, now: datetime, checks: Sequence[Check] = ()
+    ) -> list[WorkItem]:
+        """Pointers to new effects (due now) and to the decision's checks, in one transaction."""
+        entities = codec.outbox_entities(effects, checks, now=now)
         self._add_outbox(entities)
-        return [codec.work_item(e) for e in entities]
+        return [codec.work_item(e) for e in entities if e["kind"] == "effect"]
 
     def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None:
         self._add_outbox([codec.settle_check_entity(server, due, now=now)])

@@ -25,6 +25,7 @@ from failover.model import (
     Source,
     Transition,
 )
+from failover.ports import Check
 from failover.timeutil import iso
 from tests.builders import T0, signal
 
@@ -115,6 +116,28 @@ def test_incidents_timeline_and_lookups_round_trip(any_store):
         limit=5,
     )
     assert [i.incident_id for _, i in day] == [incident.incident_id]
+
+
+def test_a_decisions_effects_and_checks_are_one_outbox_write(any_store):
+    """Issue 15: the settle and verify pointers of a decision join its effects' write (before: one
+    transaction each)."""
+    (decision,) = _decided(signal(SignalKind.FAILOVER_STARTED, 0))
+    incident_id = decision.incident.incident_id
+    effect = Effect(incident_id, "pg-prod-01", Transition.OPENED, EffectName.TEAMS_CARD, created_at=T0)
+    checks = [
+        Check("settle", "pg-prod-01", T0 + timedelta(minutes=5)),
+        Check("verify", "pg-prod-01", T0, incident_id),
+    ]
+    before = any_store.round_trips
+    work = any_store.schedule_effects([effect], now=T0, checks=checks)
+    assert any_store.round_trips - before == 1
+    assert [w.kind for w in work] == ["effect"]
+    due = any_store.due_work(T0 + timedelta(minutes=6), 10)
+    assert sorted((w.kind, w.incident_id) for w in due) == [
+        ("effect", incident_id),
+        ("settle", ""),
+        ("verify", incident_id),
+    ]
 
 
 def test_outbox_work_is_found_when_due_moved_and_finished(any_store):
