@@ -8,7 +8,8 @@ Layer: application. Storage through `SideRows` only (one table, beside the incid
 - partition `~pace`: a row per channel target with its last post time, moved forward by
   compare-and-swap (`ChannelPacer`): at most one post per second per channel target, shared by
   every worker and by the per-incident cards (the notify pipeline asks the same pacer).
-Decisions are `failover.digest`'s (pure). It never sleeps (a post not yet allowed waits for the
+Lookups read the same rows (`window_of`: an incident's digest window; `outage_windows`: one
+outage's). Decisions are `failover.digest`'s (pure). It never sleeps (a post not yet allowed waits for the
 next flush), never logs a target (targets are secrets; rows keep only a hash).
 """
 
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from failover import digest as dg
@@ -123,20 +124,7 @@ class ZoneDigest:
 
     def _windows(self, prefix: str) -> list[dg.Window]:
         now = self.clock()
-        openings = [
-            dg.Opening(
-                region=str(r["region"]),
-                server=str(r["server"]),
-                incident_id=str(r["incident_id"]),
-                opened_at=parse_iso(r["opened_at"]),
-                cause=str(r["cause"]),
-                status=str(r["status"]),
-                stage=str(r["stage"]),
-            )
-            for day in (now - timedelta(days=1), now)
-            for r in self.rows.query(_day_partition(day), prefix, limit=5000)
-        ]
-        return dg.windows(openings, self.policy)
+        return dg.windows(_openings(self.rows, (now - timedelta(days=1), now), prefix), self.policy)
 
     def _post(self, name: str, channel: Channel, target: str, post: dg.Post, now: datetime) -> int:
         stamp = post.outage_id.split("~", 1)[1]
@@ -171,3 +159,40 @@ class ZoneDigest:
         self.rows.replace({**claim, "status": "done"}, etag)
         log.info("zone digest %s (%s, %d servers) sent to %s", post.key, post.kind, len(post.members), name)
         return 1
+
+
+def _openings(rows: SideRows, days: Iterable[datetime], prefix: str) -> list[dg.Opening]:
+    """The openings kept in the partitions of `days` (each once) whose row key starts with `prefix`."""
+    partitions = sorted({_day_partition(day) for day in days})
+    return [
+        dg.Opening(
+            region=str(r["region"]),
+            server=str(r["server"]),
+            incident_id=str(r["incident_id"]),
+            opened_at=parse_iso(r["opened_at"]),
+            cause=str(r["cause"]),
+            status=str(r["status"]),
+            stage=str(r["stage"]),
+        )
+        for partition in partitions
+        for r in rows.query(partition, prefix, limit=5000)
+    ]
+
+
+def window_of(rows: SideRows, incident: Incident, region: str, policy: dg.DigestPolicy) -> dg.Window | None:
+    """The digest window an incident's cards were folded into, or None (lookups link to it).
+
+    Reads the region's openings of the days a window around the opening can touch (one or two
+    day partitions)."""
+    span = policy.window * 2
+    days = (incident.opened_at - span, incident.opened_at, incident.opened_at + span)
+    return dg.folded(incident.incident_id, dg.windows(_openings(rows, days, f"m~{region}~"), policy))
+
+
+def outage_windows(rows: SideRows, outage_id: str, policy: dg.DigestPolicy) -> list[dg.Window]:
+    """The digest windows of one zone outage (`{region}~{YYYYMMDDTHHMMSSZ}`), in time order; empty
+    when there is no such digest. The caller validates the id."""
+    region, stamp = outage_id.split("~", 1)
+    first = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    found = dg.windows(_openings(rows, (first, first + timedelta(days=1)), f"m~{region}~"), policy)
+    return [w for w in found if w.digest and w.outage_id == outage_id]

@@ -7,7 +7,9 @@ It must not import `azure.functions`, must not build a filter string from raw in
 scan the table (a server listing is one partition; a cross-server listing walks the day index,
 newest day first, at most `MAX_DAY_QUERIES` day partitions per request, then answers what it found
 with a continuation) and must not reveal the key that signs continuation tokens. An incident's
-timeline is answered `MAX_TIMELINE` entries at a time (`start`, `timeline_next`).
+timeline is answered `MAX_TIMELINE` entries at a time (`start`, `timeline_next`). An incident whose
+cards a zone-outage digest told names that digest (`digest`), and `get_digest` answers one digest
+(`GET /api/digests/{id}`): both read the digest's own rows, one or two day partitions by prefix.
 
 Time filters apply to the incident's opening time as its id records it (to the second):
 `since <= opening <= until`.
@@ -36,10 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 from failover.adapters import table_codec as codec
 from failover.config import Settings
+from failover.digest import DigestPolicy, Window
+from failover.digesting import outage_windows, window_of
 from failover.errors import InvalidPayloadError, NotFoundError
 from failover.incidents import KnownTopology, ServerState
 from failover.model import Effect, EffectStatus, Incident, IncidentStatus, TimelineEntry
-from failover.presentation import IncidentView, TimelinePart
+from failover.presentation import DigestLink, DigestMember, IncidentView, TimelinePart
 from failover.sources.resources import (
     SERVER_NAME,
     SERVER_NAME_RULE,
@@ -66,6 +70,7 @@ _DIGITS = re.compile(r"[0-9]{1,7}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,600}\.[A-Za-z0-9_-]{43}")
 _SERVER_ROW = re.compile(r"incident~[0-9]{14}")
 _DAY_ROW = re.compile(rf"[0-9]{{14}}~{SERVER_NAME}")
+_DIGEST_ID = re.compile(r"[a-z0-9-]{1,60}~[0-9]{8}T[0-9]{6}Z")
 _MAX_TIME_TEXT = 40
 _EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
@@ -308,7 +313,8 @@ def incident_view(
     entries = store.timeline(incident)
     entries += [effect_entry(e) for e in store.troubled_effects(incident.incident_id)]
     entries.sort(key=lambda e: e.at)
-    return IncidentView.of(incident, entries, part=TimelinePart(first, MAX_TIMELINE))
+    digest = digest_link(store, settings, incident)
+    return IncidentView.of(incident, entries, part=TimelinePart(first, MAX_TIMELINE), digest=digest)
 
 
 def get_server(store: IncidentStore, server: object) -> dict[str, Any]:
@@ -476,6 +482,72 @@ def effect_entry(effect: Effect) -> TimelineEntry:
         signal_id=f"effect:{effect.incident_id}:{effect.transition.value}:{effect.name.value}",
         details={"status": effect.status.value, "attempts": effect.attempts, "last_error": effect.last_error},
     )
+
+
+# --- zone-outage digests -------------------------------------------------------------------------
+
+
+def _digest_policy(settings: Settings) -> DigestPolicy:
+    return DigestPolicy(min_servers=settings.digest_min_servers, window=settings.digest_window)
+
+
+def _link(window: Window) -> DigestLink:
+    members = tuple(
+        DigestMember(m.server, m.incident_id, m.cause, m.status)
+        for m in sorted(window.members, key=lambda m: m.server)
+    )
+    return DigestLink(window.outage_id, window.key, window.start, window.end, members)
+
+
+def digest_link(store: IncidentStore, settings: Settings, incident: Incident) -> DigestLink | None:
+    """The zone-outage digest window the incident's cards were folded into (None: it had its own).
+
+    The region is the one the notify pipeline filed the incident under: the management API's
+    location, as the server's state row keeps it."""
+    state, _ = store.read_state(incident.server)
+    location = state.topology.location if state is not None and state.topology is not None else None
+    if not location:
+        return None
+    window = window_of(store.side_rows(), incident, location.lower(), _digest_policy(settings))
+    return None if window is None else _link(window)
+
+
+def valid_digest_id(raw: object) -> str:
+    """A digest (zone outage) id: `{region}~YYYYMMDDTHHMMSSZ` naming a real UTC second."""
+    reason = "digest_id: must look like {region}~YYYYMMDDTHHMMSSZ"
+    if not isinstance(raw, str) or _DIGEST_ID.fullmatch(raw) is None:
+        raise BadLookupError(reason)
+    try:
+        datetime.strptime(raw.split("~", 1)[1], "%Y%m%dT%H%M%SZ")  # noqa: DTZ007 - digits only; Z says UTC
+    except ValueError as exc:
+        raise BadLookupError(reason) from exc
+    return raw
+
+
+def get_digest(store: IncidentStore, settings: Settings, digest_id: object) -> dict[str, Any]:
+    """One zone outage's digest: its windows (one card each) with their servers. 404: NotFoundError."""
+    outage = valid_digest_id(digest_id)
+    found = outage_windows(store.side_rows(), outage, _digest_policy(settings))
+    if not found:
+        raise NotFoundError(f"no zone-outage digest {outage}")
+    members = [m for w in found for m in w.members]
+    return {
+        "id": outage,
+        "region": outage.split("~", 1)[0],
+        "started_at": iso(found[0].start),
+        "servers": len({m.server for m in members}),
+        "over": all(m.status != "open" for m in members),
+        "windows": [_digest_window_json(_link(w)) for w in found],
+    }
+
+
+def _digest_window_json(link: DigestLink) -> dict[str, Any]:
+    return {
+        "window": link.window,
+        "window_start": iso(link.start),
+        "window_end": iso(link.end),
+        "servers": [{**m.to_public(), "timeline": m.timeline_path} for m in link.members],
+    }
 
 
 # --- one server ----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ the JSON lookups, the timeline page) reads the same facts and words from it: the
 words (a stale incident is "closed without recovery evidence"), the headline and advice of a
 transition, the zones (a same-zone failover says so), the downtime, the detection figures, the
 phases of the failover, the HA-state timeline (read from the entries' `details`, never from their
-summary text), the notifications with their channel and the verification steps. It must not do
+summary text), the notifications with their channel, the verification steps and the zone-outage
+digest the incident was folded into. It must not do
 I/O, read the clock (callers pass `now` where an age is shown) or escape for any one medium: each
 presenter escapes for its own (the card de-markdowns, the page autoescapes HTML, the CLI strips
 control characters).
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote
 
 from failover.model import (
     Cause,
@@ -143,6 +145,57 @@ class VerificationStep:
 
 
 @dataclass(frozen=True)
+class DigestMember:
+    """A server of a zone-outage digest window, as its other servers' timelines list it."""
+
+    server: str
+    incident_id: str
+    cause: str
+    status: str
+
+    @property
+    def timeline_path(self) -> str:
+        """The server's own timeline page, under the app's base URL."""
+        return f"/api/incidents/{quote(self.incident_id, safe='~')}/timeline"
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "incident_id": self.incident_id,
+            "cause": self.cause,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class DigestLink:
+    """The zone-outage digest an incident's cards were folded into (`digest` in its JSON).
+
+    `digest_id` is the outage (`GET /api/digests/{digest_id}`), `window` the card's window in it."""
+
+    digest_id: str
+    window: str
+    start: datetime
+    end: datetime
+    members: tuple[DigestMember, ...]
+
+    @property
+    def path(self) -> str:
+        """Where the digest can be seen, under the app's base URL."""
+        return f"/api/digests/{quote(self.digest_id, safe='~')}"
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.digest_id,
+            "window": self.window,
+            "window_start": iso(self.start),
+            "window_end": iso(self.end),
+            "url": self.path,
+            "servers": [m.to_public() for m in self.members],
+        }
+
+
+@dataclass(frozen=True)
 class TimelinePart:
     """Which entries of a long timeline are shown (answers are capped; `start` pages on)."""
 
@@ -158,6 +211,7 @@ class IncidentView:
     entries: tuple[TimelineEntry, ...] = ()
     verification: tuple[VerificationStep, ...] = ()
     part: TimelinePart = field(default_factory=TimelinePart)
+    digest: DigestLink | None = None  # the zone-outage digest that told this incident's story
 
     @classmethod
     def of(
@@ -167,13 +221,14 @@ class IncidentView:
         *,
         verification: Sequence[VerificationStep] | None = None,
         part: TimelinePart | None = None,
+        digest: DigestLink | None = None,
     ) -> IncidentView:
         """The view of `incident` with all its `entries` (in time order), showing `part` of them;
         verification steps default to the ones the incident keeps."""
         if verification is None:
             found = (VerificationStep.from_public(raw) for raw in incident.verification)
             verification = [step for step in found if step is not None]
-        return cls(incident, tuple(entries), tuple(verification), part or TimelinePart())
+        return cls(incident, tuple(entries), tuple(verification), part or TimelinePart(), digest)
 
     @property
     def is_open(self) -> bool:
@@ -287,6 +342,7 @@ class IncidentView:
             "timeline_start": self.part.start,
             "timeline_total": len(self.entries),
             "timeline_next": self.next_start,
+            "digest": self.digest.to_public() if self.digest is not None else None,
         }
 
     def headline(self, transition: Transition, server: str | None = None) -> str:

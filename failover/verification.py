@@ -6,9 +6,10 @@ when to look again. It must not do I/O, read the clock or the environment, or lo
 
 The checks follow Microsoft's guidance after an HA failover (docs/verification.md): the new
 writer accepts writes, the standby is rebuilt (HA `Healthy`), read replicas follow the new
-primary, logical replication slots survived, planner statistics exist, and the primary's zone
-matches the zones the application tier runs in (`APP_ZONES`). A step is `pending` until decided;
-`passed`, `failed` and `skipped` are final and keep the time they were decided. At the deadline
+primary, logical replication slots survived, planner statistics came over (with the advice to
+ANALYZE where the promotion restarted autovacuum's counters or a table was never analyzed), and the
+primary's zone matches the zones the application tier runs in (`APP_ZONES`). A step is `pending`
+until decided; `passed`, `failed` and `skipped` are final and keep the time they were decided. At the deadline
 (`VERIFY_DEADLINE_SECONDS` after primary restored) every pending step fails. Failures make one
 card when verification is complete, never one per check.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from failover.model import _StrEnum
 from failover.ports import DbObservation, ServerView
+from failover.presentation import format_duration
 from failover.timeutil import ensure_utc, iso, parse_iso
 
 
@@ -127,7 +129,8 @@ def _standby(obs: Observation, restored_at: datetime) -> tuple[StepStatus, str]:
         zone = view.standby_zone or "unknown"
         return (
             StepStatus.PASSED,
-            f"HA Healthy: standby rebuilt in zone {zone} {_seconds(took)} after primary restored",
+            f"HA Healthy: standby rebuilt in zone {zone}, {format_duration(took.total_seconds())}"
+            " after primary restored",
         )
     return StepStatus.PENDING, f"HA state {view.ha_state or 'unknown'}: the standby is not rebuilt yet"
 
@@ -170,19 +173,28 @@ def _slots(obs: Observation) -> tuple[StepStatus, str]:
 
 
 def _statistics(obs: Observation) -> tuple[StepStatus, str]:
+    """Planner statistics (`pg_statistic`) are replicated, so the promotion keeps them: what it
+    resets is the activity counters autovacuum schedules by. Both are advice, never a failure."""
     db = obs.database
     if db is None:
         return StepStatus.SKIPPED, "the database probe is off for this server"
     if not (db.reachable and db.writable and db.catalog_read):
         return StepStatus.PENDING, "waiting for the writer before reading its statistics"
+    advice: list[str] = []
+    if db.tables_with_reset_counters:
+        advice.append(
+            f"the activity counters autovacuum reads restarted at the promotion for"
+            f" {db.tables_with_reset_counters} analyzed table(s): run ANALYZE (the whole database)"
+            " so autovacuum sees their row counts again"
+        )
     if db.tables_without_statistics_count:
         count = db.tables_without_statistics_count
-        return (
-            StepStatus.FAILED,
-            f"{count} table(s) with data have no planner statistics"
-            f" ({_names(db.tables_without_statistics, count)}): run ANALYZE on the new primary",
+        advice.append(
+            f"{count} table(s) with data were never analyzed, before the failover too"
+            f" ({_names(db.tables_without_statistics, count)}): run ANALYZE on them"
         )
-    return StepStatus.PASSED, "every table with data has planner statistics"
+    kept = "planner statistics came over with the standby (physical replication copies pg_statistic)"
+    return StepStatus.PASSED, kept + ("; advice: " + "; ".join(advice) if advice else "")
 
 
 def _zones(obs: Observation, app_zones: tuple[str, ...]) -> tuple[StepStatus, str]:

@@ -1,4 +1,5 @@
-"""Incident lookups over HTTP: `GET /api/incidents[/{id}[/timeline]]` and `GET /api/servers/{name}`.
+"""Incident lookups over HTTP: `GET /api/incidents[/{id}[/timeline]]`, `GET /api/servers/{name}` and
+`GET /api/digests/{id}` (a zone-outage digest and its servers).
 
 Layer: edge. Reads query and route parameters, calls `failover.lookups` (which validates them before
 any storage call) and maps outcomes to status codes: 400 `{"error": reason}` for bad input, 404 for
@@ -14,7 +15,6 @@ from types import ModuleType
 
 import azure.functions as func
 
-from failover.errors import NotFoundError
 from handlers._http import error, guarded, json_response
 from handlers._runtime import get_runtime
 
@@ -101,8 +101,19 @@ def get_server(req: func.HttpRequest) -> func.HttpResponse:
     return _answer("get_server", answer)
 
 
+@bp.route(route="digests/{digest_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_digest(req: func.HttpRequest) -> func.HttpResponse:
+    def answer() -> func.HttpResponse:
+        runtime = get_runtime()
+        body = _lookups().get_digest(runtime.store, runtime.settings, req.route_params.get("digest_id"))
+        return json_response(200, body, _COMMON_HEADERS)
+
+    return _answer("get_digest", answer)
+
+
 def _answer(name: str, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     """Bad input answers 400 and unknown ids 404; `guarded` turns everything else into 503, never 500."""
+    from failover.errors import NotFoundError
 
     def mapped() -> func.HttpResponse:
         try:

@@ -7,7 +7,12 @@ reads run on the probe's kept session (`PostgresProbe.read`: same conninfo, toke
   `failover` columns where the server has them (PostgreSQL 17 and later);
 - user tables holding data (`pg_relation_size` > 0) with no planner statistics (`pg_stats`),
   counted, a few named (the probe's own heartbeat table aside; only tables the probe's role may read,
-  as `pg_stats` shows no others).
+  as `pg_stats` shows no others). Planner statistics live in `pg_statistic`, which physical
+  replication copies: the standby had the old primary's, so a table without them was never
+  analyzed, before the failover too;
+- tables with planner statistics whose activity counters (`pg_stat_user_tables`) know no ANALYZE:
+  the cumulative statistics autovacuum schedules by are not replicated and start from zero after a
+  promotion (or a crash, or `pg_stat_reset`), so autovacuum is blind to those tables for a while.
 
 It must not write anything but the probe's heartbeat, raise from `inspect`, or put driver text,
 a password or a conninfo into a value or a log line (failures carry the probe's classified reason).
@@ -51,6 +56,18 @@ WHERE c.relkind IN ('r', 'm')
 ORDER BY 1
 LIMIT %s
 """
+_RESET_COUNTERS_SQL = """
+SELECT count(*)
+FROM pg_catalog.pg_stat_user_tables s
+WHERE s.relname <> %s
+  AND s.last_analyze IS NULL
+  AND s.last_autoanalyze IS NULL
+  AND pg_catalog.has_table_privilege(s.relid, 'SELECT')
+  AND pg_catalog.pg_relation_size(s.relid) > 0
+  AND EXISTS (
+      SELECT 1 FROM pg_catalog.pg_stats p WHERE p.schemaname = s.schemaname AND p.tablename = s.relname
+  )
+"""
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,7 @@ class _Catalog:
     slots: tuple[SlotView, ...]
     missing: tuple[str, ...]
     missing_count: int
+    reset_counters: int
 
 
 class PostgresVerifier:
@@ -84,10 +102,12 @@ class PostgresVerifier:
                 reachable=True, writable=True, in_recovery=False, catalog_read=False, error=str(error)
             )
         logger.info(
-            "verification: server %s: %d logical slot(s), %d table(s) without statistics",
+            "verification: server %s: %d logical slot(s), %d table(s) never analyzed,"
+            " %d with restarted activity counters",
             server,
             len(catalog.slots),
             catalog.missing_count,
+            catalog.reset_counters,
         )
         return DbObservation(
             reachable=True,
@@ -96,6 +116,7 @@ class PostgresVerifier:
             slots=catalog.slots,
             tables_without_statistics=catalog.missing,
             tables_without_statistics_count=catalog.missing_count,
+            tables_with_reset_counters=catalog.reset_counters,
         )
 
     def _read_catalog(self, conn: psycopg.Connection[Any]) -> _Catalog:
@@ -114,8 +135,10 @@ class PostgresVerifier:
             for row in conn.execute(sql, (self._max_slots,)).fetchall()
         )
         rows = conn.execute(_MISSING_STATS_SQL, (HEARTBEAT_TABLE, self._names_shown)).fetchall()
+        reset = conn.execute(_RESET_COUNTERS_SQL, (HEARTBEAT_TABLE,)).fetchone()
         return _Catalog(
             slots=slots,
             missing=tuple(str(r[0]) for r in rows),
             missing_count=int(rows[0][1]) if rows else 0,
+            reset_counters=int(reset[0]) if reset else 0,
         )

@@ -6,7 +6,7 @@ when missing (`npm install`, registry client only), writes a file:// page that p
 and JS error; runs the system Chromium (`/usr/lib/chromium/chromium`, never a downloaded browser)
 with its network pointed at a dead loopback proxy. See shared reference functions-and-cards-local.md, Part B.
 
-    python -m tests.e2e.cardrender --screenshot     # writes docs/card-opened.png, docs/card-resolved.png
+    python -m tests.e2e.cardrender --screenshot     # writes docs/card-{opened,resolved,digest}.png
     python -m tests.e2e.cardrender --card card.json # prints the events for any card
 """
 
@@ -333,10 +333,41 @@ def sample_cards() -> dict[str, dict[str, Any]]:
     }
 
 
+def sample_digest_card() -> dict[str, Any]:
+    """The zone-outage digest card of a window in which twelve servers of westeurope failed over."""
+    from datetime import datetime, timedelta, timezone
+
+    from failover.digest import Opening, Post, digest_card
+
+    start = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
+    names = ["billing", "catalog", "checkout", "inventory", "ledger", "loyalty", "orders", "payments",
+             "pricing", "search", "shipping", "users"]  # fmt: skip
+    stages = ["primary_restored"] * 9 + ["opened"] * 3
+    members = tuple(
+        Opening(
+            "westeurope",
+            f"pg-{name}-prod",
+            f"pg-{name}-prod~{start + timedelta(seconds=7 * n):%Y%m%dT%H%M%SZ}",
+            start + timedelta(seconds=7 * n),
+            "unplanned",
+            "open",
+            stages[n],
+        )
+        for n, name in enumerate(names)
+    )
+    outage = f"westeurope~{start:%Y%m%dT%H%M%SZ}"
+    return digest_card(
+        Post(f"{outage}~w0", "window", outage, members),
+        timeline_url="https://func-pgfo-prod.azurewebsites.net/api/incidents?status=open",  # as wired
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render Adaptive Cards offline in headless Chromium.")
     parser.add_argument(
-        "--screenshot", action="store_true", help="write docs/card-opened.png and docs/card-resolved.png"
+        "--screenshot",
+        action="store_true",
+        help="write docs/card-opened.png, card-resolved.png, card-digest.png",
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="folder for the screenshots")
     parser.add_argument("--card", type=Path, help="render this card JSON file and print its events")
@@ -357,7 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         state = "OK" if result.ok else f"ERRORS {result.events} {result.js_errors}"
         print(f"{name}: {state}" + (f" -> {target}" if target else ""))
         failed = failed or not result.ok
-    return 1 if failed else 0
+    target = args.out / "card-digest.png" if args.screenshot else None
+    result = render(sample_digest_card(), screenshot=target, scale=2.0)
+    print(
+        f"digest: {'OK' if result.ok else f'ERRORS {result.events} {result.js_errors}'}"
+        + (f" -> {target}" if target else "")
+    )
+    return 1 if failed or not result.ok else 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def _cards() -> dict[str, dict[str, Any]]:
         timeline_url=None,
         portal_url=None,
     )
+    cards["digest"] = cardrender.sample_digest_card()
     # Negative control: the harness must see problems (a 1.5 Table in a 1.4 context, an unknown action).
     cards["broken_control"] = {
         "type": "AdaptiveCard",
@@ -100,3 +101,22 @@ def test_the_harness_reports_a_broken_card(rendered):
     kinds = {event["event"] for event in control.events}
     assert "UnknownElementType" in kinds
     assert "UnknownActionType" in kinds
+
+
+def test_the_zone_outage_digest_card_renders_and_names_every_server(rendered):
+    result = rendered["digest"]
+    assert result.ok and result.version == "1.4"
+    assert "Zone outage in westeurope: 12 servers failed over together" in result.text
+    for name in ("billing", "catalog", "checkout", "inventory", "ledger", "loyalty", "orders", "payments"):
+        assert f"pg-{name}-prod: unplanned" in result.text
+    assert "pg-users-prod: unplanned, opened (open)" in result.text
+    assert result.actions == ["Open incidents"]
+
+
+def test_the_digest_card_screenshot_is_written(tmp_path):
+    shot = tmp_path / "card-digest.png"
+    result = cardrender.render(cardrender.sample_digest_card(), screenshot=shot, scale=2.0)
+    data = shot.read_bytes()
+    assert result.ok and data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width == 2 * (cardrender.CARD_WIDTH + 32) and height >= 2 * result.height

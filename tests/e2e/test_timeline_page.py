@@ -9,6 +9,11 @@ dumps the DOM after load and takes a screenshot.
 The test fails, never skips, when Chromium is missing.
 
     UPDATE_DOCS=1 .venv/bin/python -m pytest tests/e2e/test_timeline_page.py   # rewrites docs/timeline.png
+                                                   # and docs/timeline-verification.png
+
+A second page: one server of a zone outage, with its six verification steps worded by
+`failover.verification.judge` and the zone-outage digest it was part of (links to the digest and
+to the other servers' timelines).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import pytest
 
 from failover.model import EffectStatus, Notification, TimelineEntry, Transition
-from failover.presentation import IncidentView, VerificationStep
+from failover.presentation import DigestLink, DigestMember, IncidentView, VerificationStep
 from failover.timeline_html import render_timeline_page
 from tests.builders import incident as planned_incident
 
@@ -196,14 +201,14 @@ VERIFICATION = tuple(
 )
 
 
-def run_chromium(page: Path, *, screenshot: Path | None = None) -> str:
+def run_chromium(page: Path, *, screenshot: Path | None = None, window: tuple[int, int] = WINDOW) -> str:
     """The DOM after the load event (and a window-sized PNG when asked)."""
     assert CHROMIUM.exists(), (
         f"Chromium not found at {CHROMIUM}: apt-get install -y --no-install-recommends chromium"
     )
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     try:
-        args = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+        args = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}"]
         if screenshot is not None:
             args.append(f"--screenshot={screenshot}")
         args += ["--dump-dom", page.as_uri()]
@@ -215,13 +220,28 @@ def run_chromium(page: Path, *, screenshot: Path | None = None) -> str:
     return proc.stdout
 
 
+def _page_file(view: IncidentView, path: Path) -> tuple[str, Path]:
+    """The page of `view` as the lookups render it 15 minutes after the opening, written to `path`."""
+    page = render_timeline_page(view, now=T0 + timedelta(minutes=15))
+    path.write_text(page, encoding="utf-8")
+    return page, path
+
+
+def _check_screenshot(png: Path, window: tuple[int, int], docs_name: str) -> None:
+    """A window-sized PNG of a rendered page (not a blank window); copied to docs/ with UPDATE_DOCS=1."""
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == window
+    assert len(data) > 60_000
+    if os.environ.get("UPDATE_DOCS") == "1":
+        shutil.copyfile(png, REPO / "docs" / docs_name)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The page rendered once with its CSP (screenshot), once without it (escaping alone)."""
     folder = tmp_path_factory.mktemp("timeline")
-    page = render_timeline_page(planned_failover(), now=T0 + timedelta(minutes=15))
-    with_csp = folder / "timeline.html"
-    with_csp.write_text(page, encoding="utf-8")
+    page, with_csp = _page_file(planned_failover(), folder / "timeline.html")
     csp_meta = re.search(r'<meta http-equiv="Content-Security-Policy"[^>]*>\n', page)
     assert csp_meta is not None
     without_csp = folder / "timeline-no-csp.html"
@@ -291,11 +311,134 @@ def test_page_loads_nothing_and_has_no_script(rendered: dict[str, Any]) -> None:
 
 
 def test_screenshot_is_written_and_saved_for_docs(rendered: dict[str, Any]) -> None:
-    png: Path = rendered["png"]
-    data = png.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == WINDOW
-    assert len(data) > 60_000  # a rendered page, not a blank window
-    if os.environ.get("UPDATE_DOCS") == "1":
-        shutil.copyfile(png, REPO / "docs" / "timeline.png")
+    _check_screenshot(rendered["png"], WINDOW, "timeline.png")
+
+
+# --- a server of a zone outage, verified step by step (docs/timeline-verification.png) -------------
+
+ZONE_SERVER = "pg-orders-prod"
+ZONE_NAMES = ("billing", "catalog", "checkout", "inventory", "ledger", "loyalty", "orders", "payments")
+VERIFY_WINDOW = (1280, 2600)
+ORDERS_OPENED = T0 + timedelta(seconds=6 * ZONE_NAMES.index("orders"))
+
+
+def _verified_steps() -> tuple[VerificationStep, ...]:
+    """The six steps as `failover.verification.judge` words them: two looks after primary restored."""
+    from failover.ports import DbObservation, ReplicaView, ServerView, SlotView
+    from failover.verification import Observation, Step, VerifyPolicy, judge
+
+    def view(ha: str) -> ServerView:
+        replicas = tuple(
+            ReplicaView(f"{ZONE_SERVER}-r{n}", f"{RESOURCE}-r{n}", None, "westeurope", "Active")
+            for n in (1, 2)
+        )
+        return ServerView(RESOURCE, ZONE_SERVER, "westeurope", "Ready", "ZoneRedundant", ha, "2", "1", None,
+                          "Primary", replicas)  # fmt: skip
+
+    db = DbObservation(
+        True, True, False, slots=(SlotView("debezium_orders", "pgoutput", True, True, True),),
+        tables_with_reset_counters=14,
+    )  # fmt: skip
+    restored = ORDERS_OPENED + timedelta(seconds=25.0)  # the orders server's primary restored
+    policy = VerifyPolicy(app_zones=("1",))
+    looks = ((27.0, "ReplicatingData"), (312.4, "Healthy"))
+    steps: tuple[Step, ...] = ()
+    for seconds, ha in looks:
+        seen = Observation(ORDERS_OPENED + timedelta(seconds=seconds), view(ha), db)
+        steps = judge(seen, steps, restored_at=restored, policy=policy)
+    found = (VerificationStep.from_public(s.to_public()) for s in steps)
+    return tuple(step for step in found if step is not None)
+
+
+def _zone_digest() -> DigestLink:
+    """The digest window of the eight servers, one opening every 6 s from T0."""
+    ids = [
+        f"pg-{name}-prod~{T0 + timedelta(seconds=6 * n):%Y%m%dT%H%M%SZ}" for n, name in enumerate(ZONE_NAMES)
+    ]
+    outage = f"westeurope~{T0:%Y%m%dT%H%M%SZ}"
+    members = tuple(
+        DigestMember(f"pg-{name}-prod", incident_id, "unplanned", "resolved")
+        for name, incident_id in zip(ZONE_NAMES, ids, strict=True)
+    )
+    return DigestLink(outage, f"{outage}~w0", T0, T0 + timedelta(seconds=120), members)
+
+
+def zone_outage_failover() -> IncidentView:
+    """One of eight servers of westeurope that failed over together, verified after the failover."""
+    from failover.model import Cause
+
+    at = ORDERS_OPENED
+    moved = (at - T0).total_seconds()
+
+    def ha(seconds: float, before: str, after: str) -> TimelineEntry:
+        return _entry(
+            moved + seconds,
+            "arm_probe",
+            "ha_state_changed",
+            f"Management API: High availability state {before} -> {after}",
+            f"arm_probe:{ZONE_SERVER}:ha_state:{before}>{after}",
+            ha_state=after,
+            previous_ha_state=before,
+        )
+
+    timeline = [
+        _entry(moved, "monitor_alert", "health_degraded",
+               "Resource Health: Degraded (PlatformInitiated): the availability zone is unavailable",
+               "monitor_alert:resourcehealth:5e2a9c1e-7d44-4b0e-9a51-1f0c2d3e4f5a"),
+        ha(2.1, "Healthy", "FailingOver"),
+        _entry(moved + 3.0, "db_probe", "write_unavailable", "Database probe: writes refused (refused)",
+               f"db_probe:{ZONE_SERVER}:write_unavailable:{at + timedelta(seconds=3):%Y%m%dT%H%M%SZ}"),
+        _entry(moved + 25.0, "db_probe", "write_restored", "Database probe: writes succeed after 22.0 s",
+               f"db_probe:{ZONE_SERVER}:write_restored:{at + timedelta(seconds=25):%Y%m%dT%H%M%SZ}",
+               downtime_seconds=22.0),
+        _entry(moved + 27.5, "arm_probe", "failover_completed",
+               "Management API: Primary moved from zone 1 to zone 2 (standby zone 1)",
+               f"arm_probe:{ZONE_SERVER}:primary_zone:1>2", ha_state="FailingOver", zone_before="1"),
+        ha(52.0, "FailingOver", "ReplicatingData"),
+        ha(312.4, "ReplicatingData", "Healthy"),
+    ]  # fmt: skip
+    incident = planned_incident(
+        Transition.RESOLVED,
+        server=ZONE_SERVER,
+        incident_id=f"{ZONE_SERVER}~{at:%Y%m%dT%H%M%SZ}",
+        resource_id=RESOURCE.replace(SERVER, ZONE_SERVER),
+        cause=Cause.UNPLANNED,
+        opened_at=at,
+        last_signal_at=at + timedelta(seconds=312.4),
+        primary_restored_at=at + timedelta(seconds=25.0),
+        resolved_at=at + timedelta(seconds=312.4),
+        ha_state="Healthy",
+        write_downtime_seconds=22.0,
+        signal_count=len(timeline),
+        detected_at=at + timedelta(seconds=3.5),
+        azure_alert_at=at + timedelta(seconds=140.0),
+        notifications=(),
+    )
+    return IncidentView.of(incident, timeline, verification=_verified_steps(), digest=_zone_digest())
+
+
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("verified")
+    page, path = _page_file(zone_outage_failover(), folder / "timeline-verification.html")
+    shot = folder / "timeline-verification.png"
+    return {"html": page, "dom": run_chromium(path, screenshot=shot, window=VERIFY_WINDOW), "png": shot}
+
+
+def test_the_verification_steps_and_the_zone_digest_are_on_the_page(verified: dict[str, Any]) -> None:
+    text = _text(verified["dom"])
+    assert "Verification after the failover" in text
+    for check in ("Writer writable", "Standby healthy", "Replicas following", "Slots synced", "Statistics",
+                  "Zone alignment"):  # fmt: skip
+        assert check in text, check
+    assert "run ANALYZE (the whole database)" in text and "plan a planned failover back" in text
+    assert "Zone outage" in text and "tells them in one Teams card per window" in text
+    dom = verified["dom"]
+    assert 'href="../../digests/westeurope~20261125T071602Z"' in dom
+    others = [n for n in ZONE_NAMES if n != "orders"]
+    assert all(re.search(rf'href="../pg-{n}-prod~20261125T0716\d\dZ/timeline"', dom) for n in others)
+    assert "(this page)" in text
+
+
+def test_the_verification_screenshot_is_written_and_saved_for_docs(verified: dict[str, Any]) -> None:
+    _check_screenshot(verified["png"], VERIFY_WINDOW, "timeline-verification.png")

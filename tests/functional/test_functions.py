@@ -27,6 +27,7 @@ EXPECTED_FUNCTIONS = {
     "get_incident",
     "get_incident_timeline",
     "get_server",
+    "get_digest",
     "probe_servers",
     "sweep_outbox",
     "probe_shard",

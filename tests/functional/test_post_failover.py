@@ -118,6 +118,7 @@ def test_a_recorded_failover_gets_its_verification_steps_after_the_sweeper_runs(
     assert inspector.looks == 2  # complete after the second look: the sweeper stopped looking
     assert cards == [(incident_id, ("zone_alignment",))]  # one card for the failures, not one per check
     assert not [r for r in store.entities("~outbox") if r["kind"] == "verify"]
+    assert body["digest"] is None  # a failover on its own: no zone-outage digest to link to
 
 
 @dataclass
@@ -138,7 +139,8 @@ class RecordingTeams:
         self.posts.append((self.clock(), message))
 
 
-def test_a_60_server_zone_outage_through_the_responder_makes_at_most_10_posts_at_1_per_second():
+def _zone_outage() -> tuple[MemoryStore, RecordingTeams, Responder, list[str]]:
+    """60 servers of one region fail over within 90 s and come back; the sweeper runs every second."""
     rng = random.Random(16)
     clock = FakeClock(T0)
     store = MemoryStore()
@@ -167,7 +169,11 @@ def test_a_60_server_zone_outage_through_the_responder_makes_at_most_10_posts_at
             responder.record(plan.pop(0)[1])
         responder.sweep()
         clock.advance(1)
+    return store, teams, responder, servers
 
+
+def test_a_60_server_zone_outage_through_the_responder_makes_at_most_10_posts_at_1_per_second():
+    store, teams, _, servers = _zone_outage()
     per_second: dict[datetime, int] = {}
     named: set[str] = set()
     for at, message in teams.posts:
@@ -186,3 +192,49 @@ def test_a_60_server_zone_outage_through_the_responder_makes_at_most_10_posts_at
 def _incidents(store: MemoryStore, server: str) -> list[Any]:
     page = store.incidents_of_server(server, since=None, until=None, status=None, limit=10, after=None)
     return list(page.incidents)
+
+
+def _call(name: str, path: str, route: dict[str, str]) -> func.HttpResponse:
+    request = func.HttpRequest(
+        "GET", f"http://localhost:7071/api/{path}", headers={}, params={}, route_params=route, body=b""
+    )
+    response: func.HttpResponse = app.call(name, req=request)
+    return response
+
+
+def test_every_servers_timeline_links_to_the_zone_digest_that_told_its_story():
+    store, _, responder, servers = _zone_outage()
+    set_runtime(Runtime(settings=SETTINGS, store=store, responder=responder, clock=responder.clock))  # type: ignore[arg-type]
+    try:
+        links = {}
+        for server in servers:
+            incident_id = _incidents(store, server)[0].incident_id
+            links[incident_id] = _get_incident(incident_id)["digest"]
+        some_id = sorted(links)[7]
+        page = _call("get_incident_timeline", f"incidents/{some_id}/timeline", {"incident_id": some_id})
+        digest_id = links[some_id]["id"]
+        found = _call("get_digest", f"digests/{digest_id}", {"digest_id": digest_id})
+        unknown = _call("get_digest", "digests/x", {"digest_id": "northeurope~20261125T071600Z"})
+        malformed = _call("get_digest", "digests/x", {"digest_id": "../../etc~passwd"})
+    finally:
+        set_runtime(None)
+
+    assert {link["id"] for link in links.values()} == {digest_id} and digest_id.startswith("westeurope~")
+    for incident_id, link in links.items():  # every server's JSON names the digest and the others in it
+        assert link["url"] == f"/api/digests/{digest_id}"
+        assert link["window"] == f"{digest_id}~w0"
+        assert {m["server"] for m in link["servers"]} == set(servers)
+        assert incident_id in {m["incident_id"] for m in link["servers"]}
+    html = page.get_body().decode()
+    assert page.status_code == 200
+    assert f'href="../../digests/{digest_id}"' in html  # the page links to the digest ...
+    others = [i for i in links if i != some_id]
+    assert all(f'href="../{i}/timeline"' in html for i in others)  # ... and to every other server's page
+    assert f"{some_id} (this page)" in html
+    body = json.loads(found.get_body())
+    assert found.status_code == 200 and body["id"] == digest_id and body["servers"] == 60 and body["over"]
+    assert [len(w["servers"]) for w in body["windows"]] == [60]
+    assert {m["timeline"] for m in body["windows"][0]["servers"]} == {
+        f"/api/incidents/{i}/timeline" for i in links
+    }
+    assert unknown.status_code == 404 and malformed.status_code == 400

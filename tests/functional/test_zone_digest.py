@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bench.zone_digest import simulate
 from failover.digest import DigestPolicy, Opening, due_posts, folded, next_post_at, windows
 
@@ -68,3 +71,27 @@ def test_a_channel_posts_at_most_once_a_second():
     assert next_post_at(None, T0) == T0
     assert next_post_at(T0, T0 + timedelta(milliseconds=300)) == T0 + timedelta(seconds=1)
     assert next_post_at(T0, T0 + timedelta(seconds=5)) == T0 + timedelta(seconds=5)
+
+
+def test_the_peak_rate_counts_posts_in_any_one_second_not_per_clock_second():
+    from bench.zone_digest import peak_per_second
+
+    at = [T0 + timedelta(seconds=s) for s in (0.6, 1.2, 1.5, 5.0)]
+    assert peak_per_second(at) == 3  # 0.6, 1.2 and 1.5 fall within one second, across two clock seconds
+    assert peak_per_second([T0, T0 + timedelta(seconds=1)]) == 1  # exactly a second apart: the pacer's gap
+    assert peak_per_second([]) == 0
+
+
+@given(st.lists(st.floats(min_value=0, max_value=600, allow_nan=False), max_size=40))
+def test_posts_paced_by_next_post_at_never_exceed_one_a_second(wanted: list[float]) -> None:
+    """Whatever the order and timing of the wishes, a channel that follows `next_post_at` posts at
+    most once in any one second."""
+    from bench.zone_digest import peak_per_second
+
+    last = None
+    sent = []
+    for seconds in sorted(wanted):
+        at = next_post_at(last, T0 + timedelta(seconds=seconds))
+        sent.append(at)
+        last = at
+    assert peak_per_second(sent) <= 1

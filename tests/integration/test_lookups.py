@@ -325,7 +325,8 @@ def test_timeline_reads_only_its_entries_and_shows_failed_effects(
     before = counted()
     incident = lookups.get_incident(seeded.store, SETTINGS, recorded["incident_id"])
     timeline = incident["timeline"]
-    assert counted() - before == 1 + len(timeline)
+    # the incident, its entries, and the server's state row (its region: the zone-outage digest link)
+    assert counted() - before == 2 + len(timeline)
     signals = [e["kind"] for e in timeline if e["source"] != "responder"]
     assert signals == [
         "failover_started",
@@ -555,3 +556,41 @@ def test_the_timeline_page_of_a_long_incident_is_capped_with_a_more_link(
         lookups.incident_view(seeded.store, SETTINGS, long_incident, start=1000), now=NOW
     )
     assert last.count("long:") == LONG_ENTRIES - 1000 and "?start=" not in last
+
+
+def test_a_zone_outage_incident_links_to_its_digest_and_the_digest_lists_its_servers(azurite: str) -> None:
+    """On Azurite: the digest's own rows (`~digest~{day}`) answer both the link and the digest."""
+    from failover.digest import DigestPolicy
+    from failover.digesting import ChannelPacer, ZoneDigest
+
+    store = TableStore.from_connection_string(azurite, f"digest{uuid.uuid4().hex[:12]}")
+    store.ensure_table()
+    clock = FakeClock(T0 + timedelta(minutes=1))
+    responder = Responder(store=store, clock=clock)
+    rows = store.side_rows()
+    digest = ZoneDigest(rows, {}, ChannelPacer(rows, clock), DigestPolicy(), clock)
+    zone = ["pg-zone-a", "pg-zone-b", "pg-zone-c"]
+    try:
+        for n, server in enumerate([*zone, "pg-alone"]):
+            region = "northeurope" if server == "pg-alone" else "westeurope"
+            responder.save_probe_facts(server, view={"location": region}, observed_at=T0)
+            opened = responder.record(signal(SignalKind.FAILOVER_STARTED, 10 * n, server=server))
+            incident = store.get_incident(str(opened.incident_id))
+            assert incident is not None
+            digest.note(incident, region)
+        ids = {s: f"{s}~{compact(T0 + timedelta(seconds=10 * n))}" for n, s in enumerate(zone)}
+        linked = lookups.get_incident(store, SETTINGS, ids["pg-zone-b"])["digest"]
+        alone = lookups.get_incident(store, SETTINGS, f"pg-alone~{compact(T0 + timedelta(seconds=30))}")
+        whole = lookups.get_digest(store, SETTINGS, linked["id"])
+        with pytest.raises(NotFoundError):
+            lookups.get_digest(store, SETTINGS, f"westeurope~{compact(T0 + timedelta(days=3))}")
+        with pytest.raises(lookups.BadLookupError):
+            lookups.get_digest(store, SETTINGS, "westeurope~20261399T000000Z")
+    finally:
+        store._client.delete_table()
+
+    assert linked["id"] == f"westeurope~{compact(T0)}" and linked["url"] == f"/api/digests/{linked['id']}"
+    assert [m["incident_id"] for m in linked["servers"]] == [ids[s] for s in zone]
+    assert alone["digest"] is None  # another region, on its own: it kept its own cards
+    assert whole["servers"] == 3 and not whole["over"]
+    assert [m["server"] for m in whole["windows"][0]["servers"]] == zone

@@ -12,7 +12,7 @@ from failover.adapters.memory_store import MemoryStore
 from failover.adapters.pg_verify import PostgresVerifier
 from failover.adapters.postgres import PostgresProbe
 from failover.model import Cause, Incident, IncidentStatus
-from failover.verification import StepStatus, VerifyPolicy
+from failover.verification import Check, Observation, StepStatus, VerifyPolicy, judge
 from failover.verifying import Verifying, load
 from local import pgpair
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.integration.pg_fixtures"]
 
 SERVER = "pg-verify-01"
+NOW = datetime(2026, 11, 25, 7, 16, 2, tzinfo=timezone.utc)
 
 
 def _verifier(pair: pgpair.PgPair, password: str) -> PostgresVerifier:
@@ -80,6 +81,36 @@ def test_the_verifier_reads_the_writer_its_logical_slots_and_missing_statistics(
     pgpair.run_as_superuser(pair, "ANALYZE public.orders", "SELECT pg_drop_replication_slot('app_cdc')")
     after = verifier.inspect(SERVER)
     assert after.slots == () and after.tables_without_statistics_count == 0
+
+
+def test_a_promotion_keeps_planner_statistics_but_restarts_autovacuums_counters(fresh_pg_pair, pg_password):
+    """pg_statistic is replicated to the standby; the activity counters autovacuum reads are not."""
+    pair = fresh_pg_pair
+    verifier = _verifier(pair, pg_password)
+    pgpair.run_as_superuser(
+        pair,
+        "CREATE TABLE public.orders (id int PRIMARY KEY, note text)",
+        "INSERT INTO public.orders SELECT g, 'x' FROM generate_series(1, 500) g",
+        "GRANT SELECT ON public.orders TO app",
+        "ANALYZE public.orders",
+        "CREATE TABLE public.never_analyzed (id int)",
+        "INSERT INTO public.never_analyzed VALUES (1)",
+        "GRANT SELECT ON public.never_analyzed TO app",
+    )
+    before = verifier.inspect(SERVER)
+    assert before.tables_without_statistics == ("public.never_analyzed",)
+    assert before.tables_with_reset_counters == 0  # the primary's counters know its ANALYZE
+
+    pgpair.failover(pair, mode="planned")
+    after = verifier.inspect(SERVER)
+    assert (after.writable, after.in_recovery) == (True, False)
+    assert after.tables_without_statistics == ("public.never_analyzed",)  # orders kept its statistics
+    assert after.tables_with_reset_counters == 1  # ... but autovacuum's counters for it restarted
+    step = judge(
+        Observation(datetime.now(timezone.utc), None, after), (), restored_at=NOW, policy=VerifyPolicy()
+    )
+    statistics = next(s for s in step if s.check is Check.STATISTICS)
+    assert statistics.status is StepStatus.PASSED and "restarted at the promotion for 1" in statistics.detail
 
 
 def test_the_standby_endpoint_is_not_a_writer(pg_pair, pg_password):
