@@ -132,7 +132,7 @@ def _line(member: Opening) -> str:
     return plain(f"{member.server}: {member.cause}, {member.stage.replace('_', ' ')} ({member.status})", 120)
 
 
-def digest_card(post: Post, *, timeline_url: str | None = None) -> dict[str, Any]:
+def digest_card(post: Post, *, digest_url: str | None = None) -> dict[str, Any]:
     """The Adaptive Card (1.4, plain text, `wrap: true`) for one digest post."""
     region = post.outage_id.split("~", 1)[0]
     members = sorted(post.members, key=lambda m: m.server)
@@ -179,6 +179,6 @@ def digest_card(post: Post, *, timeline_url: str | None = None) -> dict[str, Any
         "body": body,
         "msteams": {"width": "Full"},
     }
-    if timeline_url:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open incidents", "url": timeline_url}]
+    if digest_url:  # the digest's servers, each linking to its own timeline
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the digest", "url": digest_url}]
     return card

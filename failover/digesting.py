@@ -80,7 +80,7 @@ class ZoneDigest:
     pacer: ChannelPacer
     policy: dg.DigestPolicy
     clock: Clock
-    incidents_url: str | None = None
+    base_url: str | None = None  # PUBLIC_BASE_URL: the card links to the digest's lookup
 
     def note(self, incident: Incident, region: str) -> None:
         """Keep the incident's latest state (call after every transition, before its cards)."""
@@ -149,7 +149,8 @@ class ZoneDigest:
         except ConcurrencyConflictError:
             return 0  # another worker claimed this card
         try:
-            channel.send(target, envelope(dg.digest_card(post, timeline_url=self.incidents_url)))
+            link = f"{self.base_url}/api/digests/{post.outage_id}" if self.base_url else None
+            channel.send(target, envelope(dg.digest_card(post, digest_url=link)))
         except (NotifierError, NotifierUnavailableError) as error:
             log.warning(
                 "zone digest %s (%s) to %s failed: %s", post.key, post.kind, name, type(error).__name__

@@ -216,7 +216,7 @@ def build_digest(
         pipeline.pacer,
         DigestPolicy(min_servers=settings.digest_min_servers, window=settings.digest_window),
         clock,
-        incidents_url=f"{base}/api/incidents?status=open" if base else None,
+        base_url=base,
     )
 
     def region_of(server: str) -> str | None:

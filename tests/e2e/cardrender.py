@@ -358,7 +358,7 @@ def sample_digest_card() -> dict[str, Any]:
     outage = f"westeurope~{start:%Y%m%dT%H%M%SZ}"
     return digest_card(
         Post(f"{outage}~w0", "window", outage, members),
-        timeline_url="https://func-pgfo-prod.azurewebsites.net/api/incidents?status=open",  # as wired
+        digest_url=f"https://func-pgfo-prod.azurewebsites.net/api/digests/{outage}",  # as wired
     )
 
 

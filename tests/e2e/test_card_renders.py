@@ -110,7 +110,7 @@ def test_the_zone_outage_digest_card_renders_and_names_every_server(rendered):
     for name in ("billing", "catalog", "checkout", "inventory", "ledger", "loyalty", "orders", "payments"):
         assert f"pg-{name}-prod: unplanned" in result.text
     assert "pg-users-prod: unplanned, opened (open)" in result.text
-    assert result.actions == ["Open incidents"]
+    assert result.actions == ["Open the digest"]
 
 
 def test_the_digest_card_screenshot_is_written(tmp_path):
