@@ -29,15 +29,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from failover.notify.teams.report import score
 from failover.timeutil import parse_iso
 from local import azure_payloads as azure
 
@@ -121,6 +123,13 @@ class AppClient:
         response = self.get("incidents", server=server, since=_z(since), limit="20")
         response.raise_for_status()
         return list(response.json()["incidents"])
+
+    def timeline_url(self, incident_id: str | None) -> str | None:
+        return (
+            None
+            if incident_id is None
+            else f"{self.base_url}/api/incidents/{quote(incident_id, safe='')}/timeline"
+        )
 
     def incident(self, incident_id: str) -> dict[str, Any]:
         response = self.get(f"incidents/{quote(incident_id, safe='')}")
@@ -233,10 +242,16 @@ def local_drill(
         client.stop()
         report.client_gap = client.longest_gap()
         progress(f"the drill's own client saw writes fail for {report.client_gap:.2f} s")
-        incident_id = _await_resolution(stack, app, SERVER, started - timedelta(minutes=1), progress)
+        progress("waiting for the quiet period, then the sweeper resolves the incident")
+        sweep = partial(stack.host.run_timer_now, "sweep_outbox")
+        incident_id = _await_resolution(
+            app, SERVER, started - timedelta(minutes=1), timeout=90, every=1, sweep=sweep
+        )
+        progress(f"incident {incident_id}: done waiting for its resolution")
         _await_verification(stack, app, incident_id, progress)
         _collect(stack, app, incident_id, report)
         _verify(report, expected_cause="unplanned" if unplanned else mode_cause(mode), drill=True)
+        _post_report_to_sink(report, stack, app.timeline_url(incident_id), progress)
     finally:
         if client is not None:
             client.stop()
@@ -245,6 +260,18 @@ def local_drill(
     return report
 
 
+def _post_report_to_sink(report: Report, stack: Any, timeline_url: str | None, progress: Progress) -> None:
+    """Post the scored report as a card; the drill checks that the local Teams sink received it."""
+    from local.stack import SERVER
+
+    progress(post_report(report, SERVER, stack.env, timeline_url))
+    if stack.sink is not None:  # a webhook given in the environment is not ours to read back
+        cards = [r.card for r in stack.sink.accepted]
+        told = [c for c in cards if c and c.get("fallbackText", "").startswith(REPORT_HEADLINE)]
+        report.check("report card posted to the channel", len(told) == 1, f"{len(told)} report card(s)")
+
+
+REQUESTED_MODES = ("ForcedFailover", "PlannedFailover", "ForcedSwitchover", "PlannedSwitchover")
 PLATFORM_MODES = ("maintenance", "scaling")  # failovers Azure starts itself, driven through the emulator
 
 
@@ -355,22 +382,19 @@ class _Sender:
 
 
 def _await_resolution(
-    stack: Any, app: AppClient, server: str, since: datetime, progress: Progress
+    app: AppClient, server: str, since: datetime, *, timeout: float, every: float, sweep: Callable[[], None]
 ) -> str | None:
-    """Run the sweeper until the incident resolves (its quiet period over), bounded in time."""
-    progress("waiting for the quiet period, then the sweeper resolves the incident")
-    deadline = time.monotonic() + 90
+    """Until the server's latest incident since `since` resolves (bounded): its id, or the open one's."""
+    deadline = time.monotonic() + timeout
     incident_id = None
     while time.monotonic() < deadline:
-        stack.host.run_timer_now("sweep_outbox")
+        sweep()
         found = app.incidents(server, since)
         if found:
-            incident_id = found[0]["incident_id"]
+            incident_id = str(found[0]["incident_id"])
             if found[0]["status"] == "resolved":
-                progress(f"incident {incident_id} resolved")
-                return str(incident_id)
-        time.sleep(1)
-    progress("the incident did not resolve in time")
+                return incident_id
+        time.sleep(every)
     return incident_id
 
 
@@ -538,15 +562,9 @@ def game_day(
     inspector.start_failover(rid, mode, wait=True)
     after = inspector.get_server(rid)
     progress(f"done: primary zone {after.primary_zone}, standby zone {after.standby_zone}")
-    deadline = time.monotonic() + timeout
-    incident_id = None
-    while time.monotonic() < deadline:
-        found = app.incidents(server, started - timedelta(minutes=2))
-        if found:
-            incident_id = found[0]["incident_id"]
-            if found[0]["status"] == "resolved":
-                break
-        time.sleep(5 if not is_loopback_http(endpoint) else 1)
+    every = 1 if is_loopback_http(endpoint) else 5
+    since = started - timedelta(minutes=2)
+    incident_id = _await_resolution(app, server, since, timeout=timeout, every=every, sweep=lambda: None)
     if incident_id is not None:
         report.incident = app.incident(incident_id)
     _verify(report, expected_cause=mode_cause(mode), drill=False)
@@ -555,7 +573,40 @@ def game_day(
         report.incident is not None and report.incident["primary_zone_after"] == after.primary_zone,
         f"management API now says zone {after.primary_zone}",
     )
+    progress(post_report(report, server, os.environ, app.timeline_url(incident_id)))
     return report
+
+
+# --- the report card ------------------------------------------------------------------------------
+
+REPORT_HEADLINE = "Failover drill "  # how every report card's headline (and fallback text) starts
+
+
+def post_report(report: Report, server: str, env: Mapping[str, str], timeline_url: str | None) -> str:
+    """Post the scored report as one card through the Teams channel the app posts with (TEAMS_ROUTES,
+    else TEAMS_WEBHOOK_URL, from `env`); returns what happened, in words (never the URL)."""
+    from failover.notify.channel import ChannelRefusedError, ChannelUnavailableError
+    from failover.notify.http import JsonPoster
+    from failover.notify.teams import TeamsChannel
+    from failover.notify.teams.card import envelope
+    from failover.notify.teams.report import report_card
+    from failover.notify_policy import parse_routes
+
+    routes = parse_routes(env.get("TEAMS_ROUTES"), setting="TEAMS_ROUTES")
+    with requests.Session() as session:
+        channel = TeamsChannel(JsonPoster(session), default_url=env.get("TEAMS_WEBHOOK_URL"), routes=routes)
+        target = channel.target_for(server)
+        if target is None:
+            return (
+                "report card not posted: no Teams webhook for this server (TEAMS_WEBHOOK_URL, TEAMS_ROUTES)"
+            )
+        checks = [(c.name, c.ok, c.detail) for c in report.checks]
+        card = report_card(server=server, incident=report.incident, checks=checks, timeline_url=timeline_url)
+        try:
+            channel.send(target, envelope(card))
+        except (ChannelRefusedError, ChannelUnavailableError) as exc:
+            return f"report card not posted: {exc}"
+    return "report card posted to the Teams channel"
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -590,18 +641,16 @@ def print_report(report: Report, out: Callable[[str], None] = print) -> None:
         for note in incident.get("notifications", []):
             out(f"    {note['transition']:<17} {note['status']:<10} {note['at']}")
         out("")
-        out("  Verification")
-        for step in incident.get("verification") or []:
-            out(f"    {step['check']:<19} {step['status']:<8} {step['at'][11:19]}  {step['detail'][:90]}")
+        out("  Score")
+        for title, words in score(incident)[1:]:
+            out(f"    {title:<32} {words[:100]}")
     if report.topology:
         out("")
         out("  Redis topology   " + ", ".join(f"{k}={v}" for k, v in sorted(report.topology.items())))
     if report.cards:
         out(f"  Teams cards      {len(report.cards)} received")
         for card in report.cards:
-            blocks = [b for b in _blocks(card) if b.get("type") == "TextBlock"]
-            texts = [b.get("text", "") for b in sorted(blocks, key=lambda b: b.get("weight") != "Bolder")]
-            out(f"    - {texts[0] if texts else '(card)'}")
+            out(f"    - {card.get('fallbackText') or '(card)'}")
     if report.deliveries:
         out("  Deliveries       " + ", ".join(f"{k} {v}" for k, v in report.deliveries.items()))
     if report.html_path:
@@ -614,32 +663,13 @@ def print_report(report: Report, out: Callable[[str], None] = print) -> None:
     out("DRILL PASSED" if report.passed else "DRILL FAILED")
 
 
-def _blocks(card: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    stack: list[Any] = [card]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, dict):
-            found.append(item)
-            stack.extend(v for k, v in item.items() if k in ("body", "items", "columns"))
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.drill", description=__doc__.splitlines()[0])
     parser.add_argument("--unplanned", action="store_true", help="kill the primary; send no alert at all")
     parser.add_argument(
         "--mode",
         default="ForcedFailover",
-        choices=[
-            "ForcedFailover",
-            "PlannedFailover",
-            "ForcedSwitchover",
-            "PlannedSwitchover",
-            *PLATFORM_MODES,
-        ],
+        choices=[*REQUESTED_MODES, *PLATFORM_MODES],
         help="a failover requested through the management API, or one the platform starts "
         "(maintenance, scaling: local drill only)",
     )
@@ -660,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    progress = Progress()
+    common: Any = {"mode": args.mode, "progress": Progress(), "force": args.force}
     if args.server:
         key = os.environ.get("DRILL_FUNCTION_KEY", "")
         if not args.app_url or not key:
@@ -668,23 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode in PLATFORM_MODES:
             parser.error(f"--mode {args.mode} is a platform failover: the local drill only")
         report = game_day(
-            resource_id=args.server,
-            app_url=args.app_url,
-            key=key,
-            mode=args.mode,
-            timeout=args.timeout,
-            progress=progress,
-            force=args.force,
+            resource_id=args.server, app_url=args.app_url, key=key, timeout=args.timeout, **common
         )
     else:
-        report = local_drill(
-            unplanned=args.unplanned,
-            mode=args.mode,
-            port=args.port,
-            progress=progress,
-            redis=args.redis,
-            force=args.force,
-        )
+        report = local_drill(unplanned=args.unplanned, port=args.port, redis=args.redis, **common)
     print_report(report)
     return 0 if report.passed else 1
 

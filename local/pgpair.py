@@ -7,34 +7,28 @@ the primary with ``synchronous_standby_names='*'`` and the standby built with
 modelled by a libpq multi-host conninfo with ``target_session_attrs=read-write``: a client
 always reaches whichever node is the writable primary.
 
-What it must not do: touch the system cluster (it never uses port 5432 unless told to, and only
-ever controls the data directories it created), listen on anything but loopback, run a command
-without a timeout, wait without a bound, or leave a postmaster running after ``stop_pair``.
-PostgreSQL refuses to run as root, so when this runs as root every PostgreSQL command runs as the
-``postgres`` user (``runuser -u postgres --``) and the data directories belong to that user.
-Control connections go over a Unix socket in a private directory with ``trust`` for local
-connections only; TCP on 127.0.0.1 requires SCRAM passwords. Passwords are never logged.
-
-CLI: ``python -m local.pgpair start|failover|promote|kill-primary|rebuild|status|stop --dir D``.
+What it must not do: touch the system cluster (it never uses port 5432 and only ever controls the
+data directories it created), listen on anything but loopback, run a command without a timeout,
+wait without a bound, or leave a postmaster running after ``stop_pair``. PostgreSQL refuses to
+run as root, so when this runs as root every PostgreSQL command runs as the ``postgres`` user
+(``runuser -u postgres --``) and the data directories belong to that user. Control connections
+go over a Unix socket in a private directory with ``trust`` for local connections only; TCP on
+127.0.0.1 requires SCRAM passwords. Passwords are never logged.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import os
 import pwd
-import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,7 +46,6 @@ PG_OS_USER = "postgres"
 SUPERUSER = "postgres"
 APP_ROLE = "app"
 APP_DB = "app"
-STATE_FILE = "pair.json"
 NODE_CONF = "pgpair_node.conf"
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.NNNNN" needs 15 of them
 
@@ -89,46 +82,17 @@ class FailoverTiming:
     """What a failover did and when: monotonic seconds for durations, wall clock (UTC) for records."""
 
     mode: str
-    old_primary: str
-    new_primary: str
     steps: list[FailoverStep] = field(default_factory=list)
 
-    def mark(self, name: str) -> FailoverStep:
-        step = FailoverStep(name, time.monotonic(), datetime.now(timezone.utc))
-        self.steps.append(step)
-        return step
+    def mark(self, name: str) -> None:
+        self.steps.append(FailoverStep(name, time.monotonic(), datetime.now(timezone.utc)))
 
     def at(self, name: str) -> FailoverStep:
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(name)
-
-    def seconds_between(self, first: str, last: str) -> float:
-        return self.at(last).monotonic - self.at(first).monotonic
+        return next(step for step in self.steps if step.name == name)
 
     @property
     def duration_seconds(self) -> float:
-        if len(self.steps) < 2:
-            return 0.0
-        return self.steps[-1].monotonic - self.steps[0].monotonic
-
-    def to_dict(self) -> dict[str, Any]:
-        origin = self.steps[0].monotonic if self.steps else 0.0
-        return {
-            "mode": self.mode,
-            "old_primary": self.old_primary,
-            "new_primary": self.new_primary,
-            "duration_seconds": round(self.duration_seconds, 3),
-            "steps": [
-                {
-                    "name": s.name,
-                    "at": s.wall.isoformat().replace("+00:00", "Z"),
-                    "offset_seconds": round(s.monotonic - origin, 3),
-                }
-                for s in self.steps
-            ],
-        }
+        return self.steps[-1].monotonic - self.steps[0].monotonic if self.steps else 0.0
 
 
 @dataclass
@@ -140,7 +104,7 @@ class PgPair:
     primary: PgNode
     standby: PgNode
     socket_dir: Path
-    password: str | None = field(default=None, repr=False)
+    password: str = field(repr=False)
     owns_socket_dir: bool = False
     stopped: bool = False  # set by stop_pair (watchers should stop watching), cleared by start_node
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -159,130 +123,87 @@ class PgPair:
         The string does not change across failovers, like the Azure server name. Without
         ``include_password`` it carries no secret (pass the password separately).
         """
-        hosts = ",".join("127.0.0.1" for _ in self.nodes)
         ports = ",".join(str(n.port) for n in self.nodes)
-        text = (
-            f"host={hosts} port={ports} dbname={dbname} user={user} "
-            "target_session_attrs=read-write connect_timeout=2 sslmode=disable"
-        )
-        if include_password:
-            text += f" password={_quote_conninfo(self._require_password())}"
-        return text
+        text = f"host=127.0.0.1,127.0.0.1 port={ports} target_session_attrs=read-write"
+        return self._conninfo(text, dbname, user, include_password)
 
     def node_conninfo(
         self, node: PgNode, dbname: str = APP_DB, *, user: str = APP_ROLE, include_password: bool = False
     ) -> str:
         """One node only, any session (used to reach the standby directly)."""
-        text = (
-            f"host=127.0.0.1 port={node.port} dbname={dbname} user={user} connect_timeout=2 sslmode=disable"
-        )
+        return self._conninfo(f"host=127.0.0.1 port={node.port}", dbname, user, include_password)
+
+    def _conninfo(self, hosts: str, dbname: str, user: str, include_password: bool) -> str:
+        text = f"{hosts} dbname={dbname} user={user} connect_timeout=2 sslmode=disable"
         if include_password:
-            text += f" password={_quote_conninfo(self._require_password())}"
+            quoted = self.password.replace("\\", "\\\\").replace("'", "\\'")
+            text += f" password='{quoted}'"
         return text
-
-    def node(self, name: str) -> PgNode:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def _require_password(self) -> str:
-        if self.password is None:
-            raise PgPairError("this pair was loaded without its password")
-        return self.password
 
 
 # --------------------------------------------------------------------------- process helpers
 
 
-def _is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def _runuser() -> str:
+def _as_postgres(argv: Sequence[str]) -> list[str]:
+    """``argv`` as the postgres user when running as root (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return list(argv)
     found = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin:/usr/bin:/bin")
     if found is None:
         raise PgPairError("runuser not found: running as root needs it to run PostgreSQL as postgres")
-    return found
+    return [found, "-u", PG_OS_USER, "--", *argv]
 
 
-def _as_postgres(argv: Sequence[str]) -> list[str]:
-    if _is_root():
-        return [_runuser(), "-u", PG_OS_USER, "--", *argv]
-    return list(argv)
-
-
-def _run(argv: Sequence[str], *, timeout: float, cwd: Path | None = None, check: bool = True) -> str:
-    """Run a PostgreSQL tool (as the postgres user when root), bounded; return stdout+stderr."""
-    full = _as_postgres(argv)
+def _run(tool: str, *args: str, timeout: float, check: bool = True) -> str:
+    """Run a PostgreSQL 15 tool (as the postgres user when root), bounded; return stdout+stderr."""
+    binary = PG_BIN / tool
+    if not binary.exists():
+        raise PgPairError(f"PostgreSQL 15 binary not found: {binary} (install postgresql-15)")
     env = {"PATH": f"{PG_BIN}:/usr/bin:/bin", "LANG": "C", "LC_ALL": "C", "PGTZ": "UTC"}
+    argv = _as_postgres([str(binary), *args])
     try:
         proc = subprocess.run(
-            full,
-            cwd=str(cwd) if cwd else "/",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            argv, cwd="/", env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise PgPairError(f"{Path(argv[0]).name} timed out after {timeout:.0f}s") from exc
+        raise PgPairError(f"{tool} timed out after {timeout:.0f}s") from exc
     output = (proc.stdout or "") + (proc.stderr or "")
     if check and proc.returncode != 0:
-        raise PgPairError(f"{Path(argv[0]).name} failed (exit {proc.returncode}): {output.strip()[-1500:]}")
+        raise PgPairError(f"{tool} failed (exit {proc.returncode}): {output.strip()[-1500:]}")
     return output
 
 
-def _pg(tool: str) -> str:
-    path = PG_BIN / tool
-    if not path.exists():
-        raise PgPairError(f"PostgreSQL 15 binary not found: {path} (install postgresql-15)")
-    return str(path)
-
-
 def _chown_postgres(path: Path) -> None:
-    if not _is_root():
-        return
-    entry = pwd.getpwnam(PG_OS_USER)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-def _quote_conninfo(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _log_tail(node: PgNode, lines: int = 15) -> str:
-    try:
-        text = node.log_file.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _connect_admin(
-    pair: PgPair, node: PgNode, *, dbname: str = "postgres", timeout: int = 2
-) -> psycopg.Connection[Any]:
-    import psycopg
-
-    return psycopg.connect(
-        host=str(pair.socket_dir),
-        port=node.port,
-        user=SUPERUSER,
-        dbname=dbname,
-        connect_timeout=max(2, timeout),
-        autocommit=True,
-        application_name="pgpair-control",
-    )
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(PG_OS_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 @contextlib.contextmanager
 def _admin(pair: PgPair, node: PgNode, *, dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
-    conn = _connect_admin(pair, node, dbname=dbname)
+    """A superuser connection over the pair's private socket directory."""
+    import psycopg
+
+    conn = psycopg.connect(
+        host=str(pair.socket_dir),
+        port=node.port,
+        user=SUPERUSER,
+        dbname=dbname,
+        connect_timeout=2,
+        autocommit=True,
+        application_name="pgpair-control",
+        options="-c statement_timeout=30s",  # every control statement is bounded too
+    )
     try:
         yield conn
     finally:
         conn.close()
+
+
+def _query(pair: PgPair, node: PgNode, sql: str) -> list[tuple[Any, ...]]:
+    with _admin(pair, node) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchall() if cursor.description else []
 
 
 def run_as_superuser(pair: PgPair, *statements: Any, dbname: str = APP_DB) -> None:
@@ -295,22 +216,20 @@ def run_as_superuser(pair: PgPair, *statements: Any, dbname: str = APP_DB) -> No
             conn.execute(statement)
 
 
-def _wait(what: str, predicate: Any, *, timeout: float, interval: float = 0.05) -> None:
-    """Poll ``predicate()`` until truthy; bounded by ``timeout`` and by a loop count."""
+def _wait(what: str, predicate: Callable[[], object], *, timeout: float, interval: float = 0.05) -> None:
+    """Poll ``predicate()`` until truthy; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
-    attempts = int(timeout / interval) + 2
     last_error: BaseException | None = None
-    for _ in range(attempts):
+    while True:
         try:
             if predicate():
                 return
         except Exception as exc:  # the condition may raise while a node is starting
             last_error = exc
         if time.monotonic() >= deadline:
-            break
+            detail = f" (last error: {type(last_error).__name__}: {last_error})" if last_error else ""
+            raise PgPairError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
-    detail = f" (last error: {type(last_error).__name__}: {last_error})" if last_error else ""
-    raise PgPairError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
 
 
 # --------------------------------------------------------------------------- node control
@@ -320,21 +239,8 @@ def node_running(node: PgNode) -> bool:
     """Whether the node's postmaster is alive (``pg_ctl status``)."""
     if not (node.data_dir / "PG_VERSION").exists():
         return False
-    out = subprocess.run(
-        _as_postgres([_pg("pg_ctl"), "status", "-D", str(node.data_dir)]),
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-        cwd="/",
-    )
-    return out.returncode == 0
-
-
-def _write_node_conf(node: PgNode) -> None:
-    path = node.data_dir / NODE_CONF
-    path.write_text(f"port = {node.port}\ncluster_name = '{node.cluster_name}'\n")
-    _chown_postgres(path)
+    argv = _as_postgres([str(PG_BIN / "pg_ctl"), "status", "-D", str(node.data_dir)])
+    return subprocess.run(argv, capture_output=True, timeout=10, check=False, cwd="/").returncode == 0
 
 
 def start_node(pair: PgPair, node: PgNode, *, timeout: float = 30) -> None:
@@ -343,22 +249,23 @@ def start_node(pair: PgPair, node: PgNode, *, timeout: float = 30) -> None:
     pair.stopped = False
     try:
         _run(
-            [
-                _pg("pg_ctl"),
-                "start",
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "-D",
-                str(node.data_dir),
-                "-l",
-                str(node.log_file),
-            ],
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-D",
+            str(node.data_dir),
+            "-l",
+            str(node.log_file),
             timeout=timeout + 5,
-            cwd=pair.base_dir,
         )
     except PgPairError as exc:
-        raise PgPairError(f"node {node.name} did not start: {exc}\nlog tail:\n{_log_tail(node)}") from exc
+        try:
+            tail = "\n".join(node.log_file.read_text(errors="replace").splitlines()[-15:])
+        except OSError:
+            tail = "(no log)"
+        raise PgPairError(f"node {node.name} did not start: {exc}\nlog tail:\n{tail}") from exc
 
 
 def stop_node(
@@ -368,35 +275,32 @@ def stop_node(
     if not node_running(node):
         return
     logger.info("pgpair: stopping node %s (port %d) mode=%s", node.name, node.port, mode)
-    try:
-        _run(
-            [_pg("pg_ctl"), "stop", "-w", "-t", str(int(timeout)), "-m", mode, "-D", str(node.data_dir)],
-            timeout=timeout + 5,
-            cwd=pair.base_dir,
-        )
-        return
-    except PgPairError as exc:
-        logger.warning("pgpair: stop of node %s failed: %s", node.name, exc)
-    if mode != "immediate":
-        with contextlib.suppress(PgPairError):
+    for how, seconds in ((mode, timeout), ("immediate", 10)):
+        try:
             _run(
-                [_pg("pg_ctl"), "stop", "-w", "-t", "10", "-m", "immediate", "-D", str(node.data_dir)],
-                timeout=15,
-                cwd=pair.base_dir,
+                "pg_ctl",
+                "stop",
+                "-w",
+                "-t",
+                str(int(seconds)),
+                "-m",
+                how,
+                "-D",
+                str(node.data_dir),
+                timeout=seconds + 5,
             )
+            return
+        except PgPairError as exc:
+            logger.warning("pgpair: %s stop of node %s failed: %s", how, node.name, exc)
     if node_running(node):
         _kill_postmaster(node)
 
 
 def _kill_postmaster(node: PgNode) -> None:
-    pid_file = node.data_dir / "postmaster.pid"
     try:
-        pid = int(pid_file.read_text().splitlines()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    try:
+        pid = int((node.data_dir / "postmaster.pid").read_text().splitlines()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return
     if str(node.data_dir) not in cmdline:
         return  # not ours (a recycled pid): never kill it
@@ -416,39 +320,25 @@ def restart_node(pair: PgPair, node: PgNode, *, timeout: float = 30) -> None:
 def ping(pair: PgPair, node: PgNode) -> bool:
     """Whether ``node`` answers a query over its control socket (short timeout, never raises)."""
     try:
-        with _admin(pair, node) as conn:
-            conn.execute("SELECT 1")
+        _query(pair, node, "SELECT 1")
         return True
     except Exception:
         return False
 
 
 def _in_recovery(pair: PgPair, node: PgNode) -> bool:
-    with _admin(pair, node) as conn:
-        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-    return bool(row and row[0])
+    return bool(_query(pair, node, "SELECT pg_is_in_recovery()")[0][0])
 
 
-def _set_sync_names(pair: PgPair, node: PgNode, value: str | None) -> None:
-    """ALTER SYSTEM SET (value) or RESET (None) synchronous_standby_names, reload, and verify."""
+def _set_sync_names(pair: PgPair, node: PgNode, value: str) -> None:
+    """ALTER SYSTEM SET synchronous_standby_names (``''``: none), reload, and wait until it applies."""
     from psycopg import sql
 
-    expected = value or ""
     with _admin(pair, node) as conn:
-        if value is None:
-            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
-        else:
-            conn.execute(
-                sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value))
-            )
+        conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value)))
         conn.execute("SELECT pg_reload_conf()")
-
-    def applied() -> bool:
-        with _admin(pair, node) as check:
-            row = check.execute("SHOW synchronous_standby_names").fetchone()
-        return row is not None and row[0] == expected
-
-    _wait(f"synchronous_standby_names={expected!r} on node {node.name}", applied, timeout=10)
+    applied = lambda: _query(pair, node, "SHOW synchronous_standby_names")[0][0] == value  # noqa: E731
+    _wait(f"synchronous_standby_names={value!r} on node {node.name}", applied, timeout=10)
 
 
 def _make_synchronous(pair: PgPair, *, timeout: float = 30) -> None:
@@ -461,8 +351,7 @@ def _make_synchronous(pair: PgPair, *, timeout: float = 30) -> None:
 
 
 def _replication_state(pair: PgPair) -> list[tuple[str, str]]:
-    with _admin(pair, pair.primary) as conn:
-        rows = conn.execute("SELECT state, sync_state FROM pg_stat_replication").fetchall()
+    rows = _query(pair, pair.primary, "SELECT state, sync_state FROM pg_stat_replication")
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
@@ -477,55 +366,9 @@ def is_synchronous(pair: PgPair) -> bool:
 def _wait_streaming(pair: PgPair, *, sync: bool, timeout: float = 30) -> None:
     def ok() -> bool:
         states = _replication_state(pair)
-        if sync:
-            return ("streaming", "sync") in states
-        return any(state == "streaming" for state, _ in states)
+        return ("streaming", "sync") in states if sync else any(s == "streaming" for s, _ in states)
 
     _wait("the standby to stream" + (" synchronously" if sync else ""), ok, timeout=timeout)
-
-
-# --------------------------------------------------------------------------- state file
-
-
-def _save_state(pair: PgPair) -> None:
-    state = {
-        "base_dir": str(pair.base_dir),
-        "socket_dir": str(pair.socket_dir),
-        "owns_socket_dir": pair.owns_socket_dir,
-        "primary": pair.primary.name,
-        "nodes": [
-            {"name": n.name, "port": n.port, "data_dir": str(n.data_dir), "log_file": str(n.log_file)}
-            for n in pair.nodes
-        ],
-    }
-    path = pair.base_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def load_pair(base_dir: Path, *, password: str | None = None) -> PgPair:
-    """Rebuild a ``PgPair`` from the state file a ``start_pair`` wrote (for the CLI)."""
-    path = Path(base_dir) / STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PgPairError(f"no pair state in {base_dir}: {exc}") from exc
-    raw_nodes = state["nodes"]
-    a, b = (
-        PgNode(str(n["name"]), int(n["port"]), Path(n["data_dir"]), Path(n["log_file"])) for n in raw_nodes
-    )
-    primary = a if state["primary"] == a.name else b
-    standby = b if primary is a else a
-    return PgPair(
-        base_dir=Path(state["base_dir"]),
-        nodes=(a, b),
-        primary=primary,
-        standby=standby,
-        socket_dir=Path(state["socket_dir"]),
-        password=password,
-        owns_socket_dir=bool(state.get("owns_socket_dir", False)),
-    )
 
 
 # --------------------------------------------------------------------------- pair lifecycle
@@ -556,6 +399,12 @@ log_connections = off
 timezone = 'UTC'
 include_if_exists = '{node_conf}'
 """
+# Only loopback TCP with SCRAM, plus local trust over the private socket directory.
+_HBA = """# pgpair: control over the private Unix socket dir; clients over loopback TCP with SCRAM
+local   all             all                                     trust
+local   replication     all                                     trust
+host    all             all             127.0.0.1/32            scram-sha-256
+"""
 
 
 def _prepare_base_dir(base_dir: Path) -> Path:
@@ -565,31 +414,25 @@ def _prepare_base_dir(base_dir: Path) -> Path:
         raise PgPairError(f"{base_dir} is not empty: start_pair needs an empty or new directory")
     os.chmod(base_dir, 0o700)
     _chown_postgres(base_dir)
-    if _is_root():
-        probe = subprocess.run(
-            [_runuser(), "-u", PG_OS_USER, "--", "test", "-w", str(base_dir)],
-            capture_output=True,
-            timeout=10,
-            check=False,
+    writable = subprocess.run(_as_postgres(["test", "-w", str(base_dir)]), timeout=10, check=False)
+    if writable.returncode != 0:
+        raise PgPairError(
+            f"the postgres user cannot write {base_dir}: every parent directory must be "
+            "traversable by postgres (use a directory under /tmp made by tempfile.mkdtemp)"
         )
-        if probe.returncode != 0:
-            raise PgPairError(
-                f"the postgres user cannot write {base_dir}: every parent directory must be "
-                "traversable by postgres (use a directory under /tmp made by tempfile.mkdtemp)"
-            )
     return base_dir
 
 
 def _make_socket_dir(base_dir: Path) -> tuple[Path, bool]:
+    """(the socket directory, whether it lives outside ``base_dir``: a short path for sun_path)."""
     candidate = base_dir / "sock"
-    if len(str(candidate)) + 20 <= _SOCKET_PATH_MAX:
-        candidate.mkdir(mode=0o700)
-        _chown_postgres(candidate)
-        return candidate, False
-    short = Path(tempfile.mkdtemp(prefix="pgpair-"))
-    os.chmod(short, 0o700)
-    _chown_postgres(short)
-    return short, True
+    owned = len(str(candidate)) + 20 > _SOCKET_PATH_MAX
+    if owned:
+        candidate = Path(tempfile.mkdtemp(prefix="pgpair-"))
+    candidate.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(candidate, 0o700)
+    _chown_postgres(candidate)
+    return candidate, owned
 
 
 def start_pair(base_dir: Path, *, ports: tuple[int, int] | None = None, password: str) -> PgPair:
@@ -611,15 +454,7 @@ def start_pair(base_dir: Path, *, ports: tuple[int, int] | None = None, password
         port_b = free_port()
     a = PgNode("a", port_a, base_dir / "node_a", base_dir / "node_a.log")
     b = PgNode("b", port_b, base_dir / "node_b", base_dir / "node_b.log")
-    pair = PgPair(
-        base_dir=base_dir,
-        nodes=(a, b),
-        primary=a,
-        standby=b,
-        socket_dir=socket_dir,
-        password=password,
-        owns_socket_dir=owns_socket_dir,
-    )
+    pair = PgPair(base_dir, (a, b), a, b, socket_dir, password, owns_socket_dir)
     try:
         with pair.lock:
             _initdb(pair, a)
@@ -629,52 +464,35 @@ def start_pair(base_dir: Path, *, ports: tuple[int, int] | None = None, password
             start_node(pair, b)
             _wait_streaming(pair, sync=False)
             _make_synchronous(pair)
-            _save_state(pair)
     except BaseException:
         logger.exception("pgpair: start failed under %s; stopping what was started", base_dir)
         stop_pair(pair)
         raise
     logger.info(
-        "pgpair: pair started in %.1fs: primary %s:%d, sync standby %s:%d",
+        "pgpair: pair started in %.1fs: primary port %d, sync standby port %d",
         time.monotonic() - started,
-        a.name,
         a.port,
-        b.name,
         b.port,
     )
     return pair
 
 
+def _write_node_conf(node: PgNode) -> None:
+    path = node.data_dir / NODE_CONF
+    path.write_text(f"port = {node.port}\ncluster_name = '{node.cluster_name}'\n")
+    _chown_postgres(path)
+
+
 def _initdb(pair: PgPair, node: PgNode) -> None:
-    _run(
-        [
-            _pg("initdb"),
-            "-D",
-            str(node.data_dir),
-            "-U",
-            SUPERUSER,
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-            "--no-instructions",
-        ],
-        timeout=60,
-        cwd=pair.base_dir,
+    flags = (
+        "--auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync --no-instructions"
     )
-    conf = node.data_dir / "postgresql.conf"
-    with conf.open("a") as fh:
+    _run("initdb", "-D", str(node.data_dir), "-U", SUPERUSER, *flags.split(), timeout=60)
+    with (node.data_dir / "postgresql.conf").open("a") as fh:
         fh.write(_BASE_CONF.format(socket_dir=pair.socket_dir, node_conf=NODE_CONF))
     _write_node_conf(node)
-    # Only loopback TCP with SCRAM, plus local trust over the private socket directory.
     hba = node.data_dir / "pg_hba.conf"
-    hba.write_text(
-        "# pgpair: control over the private Unix socket dir; clients over loopback TCP with SCRAM\n"
-        "local   all             all                                     trust\n"
-        "local   replication     all                                     trust\n"
-        "host    all             all             127.0.0.1/32            scram-sha-256\n"
-    )
+    hba.write_text(_HBA)
     _chown_postgres(hba)
 
 
@@ -682,14 +500,9 @@ def _create_app(pair: PgPair, password: str) -> None:
     from psycopg import sql
 
     with _admin(pair, pair.primary) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(APP_ROLE), sql.Literal(password)
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DB), sql.Identifier(APP_ROLE))
-        )
+        role, db = sql.Identifier(APP_ROLE), sql.Identifier(APP_DB)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
 
 
 def _basebackup(pair: PgPair, *, source: PgNode, target: PgNode) -> None:
@@ -698,21 +511,13 @@ def _basebackup(pair: PgPair, *, source: PgNode, target: PgNode) -> None:
         f"host={pair.socket_dir} port={source.port} user={SUPERUSER} application_name={target.cluster_name}"
     )
     _run(
-        [
-            _pg("pg_basebackup"),
-            "-d",
-            conn,
-            "-D",
-            str(target.data_dir),
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-            "--no-sync",
-        ],
+        "pg_basebackup",
+        "-d",
+        conn,
+        "-D",
+        str(target.data_dir),
+        *["-R", "-X", "stream", "-c", "fast", "--no-sync"],
         timeout=120,
-        cwd=pair.base_dir,
     )
     _write_node_conf(target)
 
@@ -723,73 +528,56 @@ def _basebackup(pair: PgPair, *, source: PgNode, target: PgNode) -> None:
 def kill_primary(pair: PgPair) -> None:
     """Stop the primary immediately (an unplanned failure). Nothing is promoted."""
     with pair.lock:
-        node = pair.primary
-        logger.info("pgpair: killing primary %s (port %d)", node.name, node.port)
-        stop_node(pair, node, mode="immediate")
+        logger.info("pgpair: killing primary %s (port %d)", pair.primary.name, pair.primary.port)
+        stop_node(pair, pair.primary, mode="immediate")
 
 
 def promote_standby(pair: PgPair, *, timing: FailoverTiming | None = None) -> FailoverTiming:
     """Promote the standby, make it writable without a synchronous standby, and swap roles."""
     with pair.lock:
         old, new = pair.primary, pair.standby
-        timing = timing or FailoverTiming(mode="promote", old_primary=old.name, new_primary=new.name)
-        if not timing.steps:
+        if timing is None:
+            timing = FailoverTiming(mode="promote")
             timing.mark("start")
         if not node_running(new):
             raise PgPairError(f"cannot promote node {new.name}: it is not running")
         logger.info("pgpair: promoting node %s (port %d)", new.name, new.port)
         timing.mark("promote_requested")
-        _run(
-            [_pg("pg_ctl"), "promote", "-w", "-t", "30", "-D", str(new.data_dir)],
-            timeout=35,
-            cwd=pair.base_dir,
-        )
+        _run("pg_ctl", "promote", "-w", "-t", "30", "-D", str(new.data_dir), timeout=35)
         _wait(f"node {new.name} to leave recovery", lambda: not _in_recovery(pair, new), timeout=30)
         timing.mark("promoted")
         # The promoted standby copied synchronous_standby_names='*' from the old primary: with no
         # standby left, every commit would hang. Clear it before anything writes.
-        _set_sync_names(pair, new, None)
+        _set_sync_names(pair, new, "")
         timing.mark("sync_standby_names_cleared")
-        _check_writable(pair, new)
+        # txid_current() assigns an xid: the commit really writes WAL.
+        _wait(
+            f"node {new.name} to accept writes",
+            lambda: _query(pair, new, "SELECT txid_current()"),
+            timeout=15,
+        )
         timing.mark("writable")
         pair.primary, pair.standby = new, old
-        _save_state(pair)
         timing.mark("done")
         logger.info("pgpair: node %s is the writable primary (port %d)", new.name, new.port)
         return timing
 
 
-def _check_writable(pair: PgPair, node: PgNode) -> None:
-    def writable() -> bool:
-        with _admin(pair, node) as conn:
-            conn.execute("SET statement_timeout = '3s'")
-            conn.execute("SELECT txid_current()")  # assigns an xid: the commit really writes WAL
-        return True
-
-    _wait(f"node {node.name} to accept writes", writable, timeout=15)
+def _lsn(text: str | None) -> int:
+    high, _, low = (text or "0/0").partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
-def _checkpoint_lsn(pair: PgPair, node: PgNode) -> int | None:
-    out = _run([_pg("pg_controldata"), str(node.data_dir)], timeout=15, cwd=pair.base_dir, check=False)
-    for line in out.splitlines():
+def _checkpoint_lsn(node: PgNode) -> int | None:
+    for line in _run("pg_controldata", str(node.data_dir), timeout=15, check=False).splitlines():
         if line.startswith("Latest checkpoint location:"):
             return _lsn(line.split(":", 1)[1].strip())
     return None
 
 
-def _lsn(text: str) -> int:
-    high, low = text.split("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
 def _received_lsn(pair: PgPair, node: PgNode) -> int:
-    with _admin(pair, node) as conn:
-        row = conn.execute(
-            "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text"
-        ).fetchone()
-    if row is None:
-        return 0
-    return max(_lsn(row[0]) if row[0] else 0, _lsn(row[1]) if row[1] else 0)
+    rows = _query(pair, node, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text")
+    return max(_lsn(rows[0][0]), _lsn(rows[0][1]))
 
 
 def failover(pair: PgPair, *, mode: FailoverMode) -> FailoverTiming:
@@ -803,32 +591,28 @@ def failover(pair: PgPair, *, mode: FailoverMode) -> FailoverTiming:
         raise ValueError(f"mode must be 'forced' or 'planned', not {mode!r}")
     with pair.lock:
         old, new = pair.primary, pair.standby
-        timing = FailoverTiming(mode=mode, old_primary=old.name, new_primary=new.name)
+        timing = FailoverTiming(mode=mode)
         timing.mark("start")
         logger.info("pgpair: %s failover from node %s to node %s", mode, old.name, new.name)
         if not node_running(new):
             raise PgPairError(f"cannot fail over: standby node {new.name} is not running")
-        if mode == "planned":
-            if node_running(old):
-                with _admin(pair, old) as conn:
-                    conn.execute("CHECKPOINT")
-                timing.mark("checkpointed")
-                stop_node(pair, old, mode="fast", timeout=30)
-            timing.mark("primary_stopped")
-            target = _checkpoint_lsn(pair, old)
-            if target is not None:
-                try:
-                    _wait(
-                        f"node {new.name} to receive the shutdown checkpoint",
-                        lambda: _received_lsn(pair, new) >= target,
-                        timeout=10,
-                    )
-                    timing.mark("standby_caught_up")
-                except PgPairError as exc:
-                    logger.warning("pgpair: planned failover continues without catch-up: %s", exc)
-        else:
+        if mode == "forced":
             stop_node(pair, old, mode="immediate")
             timing.mark("primary_stopped")
+            return promote_standby(pair, timing=timing)
+        if node_running(old):
+            _query(pair, old, "CHECKPOINT")
+            timing.mark("checkpointed")
+            stop_node(pair, old, mode="fast", timeout=30)
+        timing.mark("primary_stopped")
+        target = _checkpoint_lsn(old)
+        try:
+            if target is not None:
+                caught_up = lambda: _received_lsn(pair, new) >= target  # noqa: E731
+                _wait(f"node {new.name} to receive the shutdown checkpoint", caught_up, timeout=10)
+                timing.mark("standby_caught_up")
+        except PgPairError as exc:
+            logger.warning("pgpair: planned failover continues without catch-up: %s", exc)
         return promote_standby(pair, timing=timing)
 
 
@@ -842,19 +626,13 @@ def rebuild_standby(pair: PgPair, *, timeout: float = 60) -> None:
         node, primary = pair.standby, pair.primary
         logger.info("pgpair: rebuilding node %s as the standby of node %s", node.name, primary.name)
         stop_node(pair, node, mode="immediate")
-        if node.data_dir.exists():
-            trash = node.data_dir.with_name(node.data_dir.name + ".old")
-            if trash.exists():
-                shutil.rmtree(trash)
-            node.data_dir.rename(trash)
-            shutil.rmtree(trash)
+        shutil.rmtree(node.data_dir, ignore_errors=True)
         # If the primary still asks for a synchronous standby, the base backup's own commits hang.
-        _set_sync_names(pair, primary, None)
+        _set_sync_names(pair, primary, "")
         _basebackup(pair, source=primary, target=node)
         start_node(pair, node, timeout=timeout)
         _wait_streaming(pair, sync=False, timeout=timeout)
         _make_synchronous(pair, timeout=timeout)
-        _save_state(pair)
         logger.info("pgpair: node %s streams synchronously from node %s", node.name, primary.name)
 
 
@@ -886,110 +664,3 @@ def pair_processes(pair: PgPair) -> list[int]:
         if any(m in cmdline for m in markers):
             found.append(int(entry.name))
     return found
-
-
-def status(pair: PgPair) -> dict[str, Any]:
-    """A JSON-able snapshot: node roles, ports, running, in recovery, replication."""
-    nodes = []
-    for node in pair.nodes:
-        running = node_running(node)
-        recovery: bool | None = None
-        if running:
-            with contextlib.suppress(Exception):
-                recovery = _in_recovery(pair, node)
-        nodes.append(
-            {
-                "name": node.name,
-                "role": "primary" if node is pair.primary else "standby",
-                "port": node.port,
-                "running": running,
-                "in_recovery": recovery,
-            }
-        )
-    replication: list[tuple[str, str]] = []
-    with contextlib.suppress(Exception):
-        replication = _replication_state(pair)
-    return {
-        "base_dir": str(pair.base_dir),
-        "conninfo": pair.conninfo(),
-        "nodes": nodes,
-        "replication": [{"state": s, "sync_state": y} for s, y in replication],
-    }
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _password_from_env_or_file(base_dir: Path, given: str | None) -> str:
-    if given:
-        return given
-    env = os.environ.get("PGPAIR_PASSWORD")
-    if env:
-        return env
-    secret_file = base_dir.with_name(base_dir.name + ".password")
-    if secret_file.exists():
-        return secret_file.read_text().strip()
-    password = secrets.token_urlsafe(18)
-    secret_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(password + "\n")
-    print(f"generated a password for role {APP_ROLE!r} in {secret_file}", file=sys.stderr)
-    return password
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.pgpair", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "command", choices=["start", "failover", "promote", "kill-primary", "rebuild", "status", "stop"]
-    )
-    parser.add_argument("--dir", required=True, type=Path, help="the pair's base directory")
-    parser.add_argument("--ports", help="two ports, e.g. 55432,55433 (start only; default: free ports)")
-    parser.add_argument(
-        "--password", help="app role password (start only; default $PGPAIR_PASSWORD or generated)"
-    )
-    parser.add_argument("--mode", choices=["forced", "planned"], default="forced", help="failover mode")
-    parser.add_argument("--no-rebuild", action="store_true", help="failover: leave the old primary down")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    try:
-        if args.command == "start":
-            ports: tuple[int, int] | None = None
-            if args.ports:
-                p1, p2 = (int(p) for p in args.ports.split(","))
-                ports = (p1, p2)
-            pair = start_pair(
-                args.dir, ports=ports, password=_password_from_env_or_file(args.dir.resolve(), args.password)
-            )
-            print(json.dumps(status(pair), indent=2))
-            return 0
-        pair = load_pair(args.dir)
-        if args.command == "failover":
-            timing = failover(pair, mode=args.mode)
-            result: dict[str, Any] = {"failover": timing.to_dict()}
-            if not args.no_rebuild:
-                rebuild_standby(pair)
-                result["rebuilt"] = pair.standby.name
-            print(json.dumps(result, indent=2))
-        elif args.command == "promote":
-            print(json.dumps(promote_standby(pair).to_dict(), indent=2))
-        elif args.command == "kill-primary":
-            kill_primary(pair)
-        elif args.command == "rebuild":
-            rebuild_standby(pair)
-        elif args.command == "status":
-            print(json.dumps(status(pair), indent=2))
-        elif args.command == "stop":
-            stop_pair(pair)
-    except PgPairError as exc:
-        print(f"pgpair: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

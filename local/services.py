@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -82,6 +81,17 @@ def azurite_binary(service: str = "table") -> Path:
     return binary
 
 
+def _redis_server(port: int, workdir: str | Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A redis-server on 127.0.0.1:`port` that keeps nothing on disk; `extra` adds options."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is missing: apt-get install redis-server")
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    return subprocess.Popen(
+        [*argv, "--dir", str(workdir), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -111,17 +121,13 @@ class LocalRedisCluster:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
-    @property
-    def urls(self) -> tuple[str, ...]:
-        return tuple(f"redis://127.0.0.1:{port}/0" for port in self.ports)
-
     def start(self, seconds: float = 30.0) -> LocalRedisCluster:
-        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        if server is None or cli is None:
-            raise RuntimeError("redis-server or redis-cli is missing: apt-get install redis-server")
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is missing: apt-get install redis-server")
         try:
             for port in self.ports:
-                self.processes.append(self._node(server, port))
+                self.processes.append(self._node(port))
             for port, process in zip(self.ports, self.processes, strict=True):
                 wait_for_port(port, seconds=10, process=process)
             nodes = [f"127.0.0.1:{port}" for port in self.ports]
@@ -139,40 +145,13 @@ class LocalRedisCluster:
         log.info("redis cluster started on 127.0.0.1 ports %s", ", ".join(map(str, self.ports)))
         return self
 
-    def _node(self, binary: str, port: int) -> subprocess.Popen[bytes]:
+    def _node(self, port: int) -> subprocess.Popen[bytes]:
         node_dir = self.workdir / str(port)
         node_dir.mkdir()
-        return subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                str(free_port()),
-                "--cluster-config-file",
-                str(node_dir / "nodes.conf"),
-                "--cluster-node-timeout",
-                "5000",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(node_dir),
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-                "--logfile",
-                str(node_dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        config = ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
+        config += ["--cluster-config-file", str(node_dir / "nodes.conf"), "--cluster-node-timeout", "5000"]
+        logs = ["--daemonize", "no", "--loglevel", "warning", "--logfile", str(node_dir / "redis.log")]
+        return _redis_server(port, node_dir, *config, *logs)
 
     def _wait_ok(self, cli: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -225,6 +204,7 @@ class LocalServices:
         if not port_open(port):
             workdir = tempfile.mkdtemp(prefix="azurite-")
             self.temp_dirs.append(workdir)
+            flags = ["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck"]
             process = subprocess.Popen(
                 [
                     str(azurite_binary(service)),
@@ -232,9 +212,7 @@ class LocalServices:
                     "127.0.0.1",
                     f"--{service}Port",
                     str(port),
-                    "--inMemoryPersistence",
-                    "--disableTelemetry",
-                    "--skipApiVersionCheck",
+                    *flags,
                 ],
                 cwd=workdir,  # in-memory mode refuses --location; keep any stray file out of the tree
                 stdout=subprocess.DEVNULL,
@@ -248,30 +226,10 @@ class LocalServices:
         """A throwaway redis-server on loopback that keeps nothing on disk."""
         port = port or free_port()
         if not port_open(port):
-            binary = shutil.which("redis-server")
-            if binary is None:
-                raise RuntimeError("redis-server is missing: apt-get install redis-server")
             workdir = tempfile.mkdtemp(prefix="redis-")
             self.temp_dirs.append(workdir)
-            process = subprocess.Popen(
-                [
-                    binary,
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    workdir,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            self.processes.append(process)
-            wait_for_port(port, seconds=10, process=process)
+            self.processes.append(_redis_server(port, workdir))
+            wait_for_port(port, seconds=10, process=self.processes[-1])
         return f"redis://127.0.0.1:{port}/0"
 
     def redis_cluster(self, masters: int = 3) -> str:
@@ -290,7 +248,3 @@ class LocalServices:
         for directory in self.temp_dirs:
             shutil.rmtree(directory, ignore_errors=True)
         self.temp_dirs.clear()
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -10,7 +10,6 @@ Teams webhook, another Redis); `stop()` stops exactly what was started here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -40,7 +39,6 @@ class LocalStack:
 
     env: dict[str, str] = field(default_factory=dict)
     services: LocalServices = field(default_factory=LocalServices)
-    started: list[str] = field(default_factory=list)
     pair: Any = None
     emulator: Any = None
     sink: Any = None
@@ -93,7 +91,7 @@ def start_stack(
         _teams(stack, given, env, progress)
         if with_database:
             _database_and_arm(stack, given, env, progress)
-        env.update({k: v for k, v in given.items() if k in _APP_SETTINGS})
+        env.update(given)  # settings given win over the defaults and the services started here
         env.setdefault(FUNCTION_KEY_SETTING, given.get(FUNCTION_KEY_SETTING) or secrets.token_urlsafe(24))
         stack.env = env
         _serve(stack, port, progress)
@@ -101,46 +99,6 @@ def start_stack(
         stack.stop()
         raise
     return stack
-
-
-_APP_SETTINGS = {
-    "AzureWebJobsStorage",
-    "FAILOVER_TABLE",
-    "REDIS_URL",
-    "REDIS_PREFIX",
-    "REDIS_ENTRA_IDENTITY",
-    "REDIS_INVALIDATE_PATTERNS",
-    "REDIS_CLUSTER",
-    "REDIS_INVALIDATE_SECONDS",
-    "REDIS_INVALIDATE_MAX_KEYS",
-    "TEAMS_WEBHOOK_URL",
-    "TEAMS_ROUTES",
-    "MAINTENANCE_WINDOWS",
-    "MONITORED_SERVERS",
-    "DISCOVERY_SCOPES",
-    "DISCOVERY_INTERVAL_MINUTES",
-    "ARM_ENDPOINT",
-    "PG_CONNINFO_TEMPLATE",
-    "PG_CONNINFO_OVERRIDES",
-    "PG_USER",
-    "PG_PASSWORD",
-    "PG_AUTH",
-    "PG_CREATE_HEARTBEAT_TABLE",
-    "PROBE_ID",
-    "PROBE_WINDOW_SECONDS",
-    "PROBE_DB_INTERVAL_SECONDS",
-    "PROBE_DB_FAST_INTERVAL_SECONDS",
-    "PROBE_MAX_WORKERS",
-    "PROBE_ARM_INTERVAL_SECONDS",
-    "PUBLIC_BASE_URL",
-    "CONTINUATION_SECRET",
-    "EFFECT_MAX_ATTEMPTS",
-    "EFFECT_BACKOFF_BASE_SECONDS",
-    "EFFECT_BACKOFF_MAX_SECONDS",
-    "INCIDENT_QUIET_SECONDS",
-    "INCIDENT_MERGE_SECONDS",
-    FUNCTION_KEY_SETTING,
-}
 
 
 def _storage(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
@@ -151,7 +109,6 @@ def _storage(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], p
     stack.services.azurite(table_port)
     stack.services.azurite_queue(queue_port)
     env["AzureWebJobsStorage"] = azurite_connection_string(table_port, queue_port)
-    stack.started.append("azurite")
 
 
 def _redis(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
@@ -165,11 +122,9 @@ def _redis(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], pro
         progress("starting a Redis Cluster (3 primaries) on loopback")
         env["REDIS_URL"] = stack.services.redis_cluster(3)
         env["REDIS_CLUSTER"] = "true"
-        stack.started.append("redis-cluster")
         return
     progress("starting redis-server on loopback")
     env["REDIS_URL"] = stack.services.redis()
-    stack.started.append("redis")
 
 
 def _teams(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
@@ -181,7 +136,6 @@ def _teams(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], pro
     stack.sink = TeamsSink().start()
     stack._stoppers.append(stack.sink.stop)
     env["TEAMS_WEBHOOK_URL"] = stack.sink.url
-    stack.started.append("teams-sink")
 
 
 def _database_and_arm(
@@ -212,7 +166,6 @@ def _database_and_arm(
             "PG_CREATE_HEARTBEAT_TABLE": "true",
         }
     )
-    stack.started += ["postgresql-pair", "arm-emulator"]
 
 
 def _serve(stack: LocalStack, port: int, progress: Progress) -> None:
@@ -238,12 +191,3 @@ def _serve(stack: LocalStack, port: int, progress: Progress) -> None:
     os.environ.setdefault("PUBLIC_BASE_URL", stack.host.base_url)
     stack.env.setdefault("PUBLIC_BASE_URL", stack.host.base_url)
     progress(f"serving the app on {stack.host.base_url}")
-
-
-@contextlib.contextmanager
-def running_stack(**kwargs: Any) -> Any:
-    stack = start_stack(**kwargs)
-    try:
-        yield stack
-    finally:
-        stack.stop()

@@ -1,34 +1,36 @@
 """A loopback stand-in for a Teams Workflows webhook: records every POST, answers as scripted.
 
-Layer: local tooling (never deployed). Listens on 127.0.0.1 only. Its URL has the shape of a
-Power Automate webhook, including a random `sig=` value, so leak tests have a secret to look for.
-It answers 202 (like Power Automate) unless scripted otherwise; a wrong `sig` gets 401 and an
-unknown path 404, like the real service.
+Layer: local tooling (never deployed). Listens on 127.0.0.1 only, on the shared Werkzeug base
+(local.loopback). Its URL has the shape of a Power Automate webhook, including a random `sig=`
+value, so leak tests have a secret to look for. It answers 202 (like Power Automate) unless
+scripted otherwise; a wrong `sig` gets 401 and an unknown path 404, like the real service.
 
     sink = TeamsSink().start()
     sink.script([SinkResponse(429, {"Retry-After": "1"}), 200])   # then 202 for everything else
     ...  post to sink.url ...
     sink.received   # every POST: path, headers, body, parsed JSON, the status answered
     sink.stop()
-
-CLI: `python -m local.teams_sink --port 7072` prints the URL and every card it receives.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
+import logging
 import secrets
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request, Response
+
+from local.loopback import LoopbackServer
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 
@@ -41,27 +43,6 @@ class SinkResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | str = b""
     delay: float = 0.0  # seconds to hang before answering (released early by stop())
-
-
-class Headers(Mapping[str, str]):
-    """Request headers with case-insensitive lookup (`headers["content-type"]`), original names kept."""
-
-    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
-        self._items: dict[str, tuple[str, str]] = {}
-        for name, value in items:
-            self._items[name.lower()] = (name, value)
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()][1]
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self.items())!r})"
 
 
 @dataclass(frozen=True)
@@ -94,58 +75,34 @@ def _as_response(item: ScriptItem) -> SinkResponse:
         return item
     if isinstance(item, int):
         return SinkResponse(item)
-    status, headers = item
-    return SinkResponse(status, dict(headers))
+    return SinkResponse(item[0], dict(item[1]))
+
+
+def _error(status: int, code: str) -> SinkResponse:
+    return SinkResponse(status, body=json.dumps({"error": {"code": code}}))
 
 
 class TeamsSink:
     """The sink server; start() it, post to .url, read .received, stop() it."""
 
-    def __init__(
-        self,
-        port: int = 0,
-        *,
-        default: SinkResponse | None = None,
-        on_receive: Callable[[Received], None] | None = None,
-    ) -> None:
-        self._port = port
-        self._default = default or SinkResponse(202)
-        self._on_receive = on_receive
+    def __init__(self, port: int = 0) -> None:
         self._secret = secrets.token_urlsafe(24)
         self._workflow = secrets.token_hex(16)
         self._script: deque[SinkResponse] = deque()
         self._received: list[Received] = []
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
+        self._arrived = threading.Condition()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(self._handle, name="teams-sink", port=port)
 
-    # -- life cycle -------------------------------------------------------------------------
     def start(self) -> TeamsSink:
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self._port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="teams-sink", daemon=True
-        )
-        self._thread.start()
+        if not self._server.running:
+            self._stopping.clear()
+            self._server.start()
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
         self._stopping.set()  # releases hung requests
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> TeamsSink:
         return self.start()
@@ -153,10 +110,9 @@ class TeamsSink:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- what tests use ---------------------------------------------------------------------
     @property
     def port(self) -> int:
-        return self._port
+        return self._server.port
 
     @property
     def path(self) -> str:
@@ -170,11 +126,11 @@ class TeamsSink:
     @property
     def url(self) -> str:
         query = f"api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={self._secret}"
-        return f"http://127.0.0.1:{self._port}{self.path}?{query}"
+        return f"{self._server.base_url}{self.path}?{query}"
 
     def script(self, responses: Iterable[ScriptItem]) -> None:
-        """Answer the next requests with these, in order; afterwards answer the default (202)."""
-        with self._lock:
+        """Answer the next requests with these, in order; afterwards answer 202."""
+        with self._arrived:
             self._script.extend(_as_response(item) for item in responses)
 
     def hang(self, seconds: float, *, then: int = 202) -> None:
@@ -183,7 +139,7 @@ class TeamsSink:
 
     @property
     def received(self) -> list[Received]:
-        with self._lock:
+        with self._arrived:
             return list(self._received)
 
     @property
@@ -193,141 +149,45 @@ class TeamsSink:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until at least `count` requests arrived (bounded)."""
-        deadline = time.monotonic() + timeout
         with self._arrived:
-            while len(self._received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._arrived.wait(left)
-        return True
+            return self._arrived.wait_for(lambda: len(self._received) >= count, timeout)
 
     def clear(self) -> None:
-        with self._lock:
+        with self._arrived:
             self._received.clear()
             self._script.clear()
 
-    # -- request handling (called from handler threads) ------------------------------------
-    def _decide(self, path: str, body: bytes) -> tuple[SinkResponse, Any]:
+    def _decide(self, request: Request, parsed: Any) -> SinkResponse:
+        if request.method != "POST":
+            return _error(405, "MethodNotAllowed")
+        if request.path != self.path:
+            return _error(404, "NotFound")
+        if request.args.getlist("sig") != [self._secret]:
+            return _error(401, "DirectApiAuthorizationRequired")
+        with self._arrived:
+            scripted = self._script.popleft() if self._script else None
+        if scripted is None and parsed is None:
+            return _error(400, "InvalidRequestContent")
+        return scripted or SinkResponse(202)
+
+    def _handle(self, request: Request) -> Response:
+        arrived = time.time()
+        body = request.stream.read(MAX_BODY)
         parsed: Any = None
         with contextlib.suppress(ValueError, UnicodeDecodeError):
             parsed = json.loads(body.decode("utf-8"))
-        parts = urlsplit(path)
-        if parts.path != self.path:
-            return SinkResponse(404, body='{"error":{"code":"NotFound"}}'), parsed
-        if parse_qs(parts.query).get("sig") != [self._secret]:
-            return SinkResponse(401, body='{"error":{"code":"DirectApiAuthorizationRequired"}}'), parsed
-        with self._lock:
-            scripted = self._script.popleft() if self._script else None
-        if scripted is not None:
-            return scripted, parsed
-        if parsed is None:
-            return SinkResponse(400, body='{"error":{"code":"InvalidRequestContent"}}'), parsed
-        return self._default, parsed
-
-    def _record(self, received: Received) -> None:
-        with self._arrived:
-            self._received.append(received)
-            self._arrived.notify_all()
-        if self._on_receive is not None:
-            self._on_receive(received)
-
-
-def _handler_for(sink: TeamsSink) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "teams-sink"
-
-        def do_POST(self) -> None:
-            arrived = time.time()
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
-            answer, parsed = sink._decide(self.path, body)
-            sink._record(
-                Received(
-                    method="POST",
-                    path=self.path,
-                    headers=Headers(self.headers.items()),
-                    body=body,
-                    json=parsed,
-                    status=answer.status,
-                    at=arrived,
-                )
-            )
-            if answer.delay > 0 and sink._stopping.wait(answer.delay):
-                self.close_connection = True
-                return
-            self._answer(answer)
-
-        def do_GET(self) -> None:
-            self._answer(SinkResponse(405, body='{"error":{"code":"MethodNotAllowed"}}'))
-
-        def _answer(self, answer: SinkResponse) -> None:
-            payload = answer.body.encode("utf-8") if isinstance(answer.body, str) else answer.body
-            with contextlib.suppress(OSError):
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                if payload:
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # quiet: the request line holds the sig
-
-    return Handler
-
-
-def _summary(received: Received) -> str:
-    card = received.card
-    lines = [f"[{time.strftime('%H:%M:%S', time.localtime(received.at))}] answered {received.status}"]
-    if card is None:
-        lines.append("  (not a webhook envelope with an Adaptive Card)")
-        return "\n".join(lines)
-
-    def walk(items: list[Any]) -> None:
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "TextBlock":
-                lines.append(f"  {item.get('text', '')}")
-            elif item.get("type") == "FactSet":
-                for fact in item.get("facts", []):
-                    lines.append(f"    {fact.get('title', '')}: {fact.get('value', '')}")
-            walk(item.get("items", []) if isinstance(item.get("items"), list) else [])
-
-    walk(card.get("body", []))
-    for action in card.get("actions", []):
-        lines.append(f"  [{action.get('title', '')}] {action.get('url', '')}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Local Teams webhook sink (loopback only).")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--json", action="store_true", help="print each received body as JSON")
-    args = parser.parse_args(argv)
-
-    def show(received: Received) -> None:
-        if args.json:
-            print(json.dumps(received.json, indent=2, ensure_ascii=False), flush=True)
-        else:
-            print(_summary(received), flush=True)
-
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    sink = TeamsSink(args.port, on_receive=show).start()
-    print(f"teams sink listening; webhook URL:\n{sink.url}", flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        sink.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        answer = self._decide(request, parsed)
+        if request.method == "POST":
+            path = request.full_path if request.query_string else request.path
+            seen = Received("POST", path, Headers(request.headers), body, parsed, answer.status, arrived)
+            with self._arrived:
+                self._received.append(seen)
+                self._arrived.notify_all()
+            logger.info("teams sink: %s answered %d", "card" if seen.card else "request", answer.status)
+        if answer.delay > 0:
+            self._stopping.wait(answer.delay)
+        body_out = answer.body.encode("utf-8") if isinstance(answer.body, str) else answer.body
+        response = Response(body_out, status=answer.status, headers=dict(answer.headers))
+        if body_out:
+            response.headers["Content-Type"] = "application/json; charset=utf-8"
+        return response

@@ -7,6 +7,7 @@ over through the real SDK and follows the app only through its lookup API.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 import pytest
 
 from local import azure_payloads as azure
-from local.drill import AppClient, Progress, game_day
+from local.drill import REPORT_HEADLINE, AppClient, Progress, game_day
 from local.runner import registered_functions
 from local.stack import start_stack
 
@@ -105,3 +106,10 @@ def test_game_day_follows_the_app_through_its_api(stack, monkeypatch, tmp_path):
     assert report.incident is not None
     assert report.incident["cause"] == "planned"
     assert report.incident["status"] == "resolved"
+    # The scored report went to the channel (the stack's Teams sink) as one card.
+    told = [
+        r.card for r in stack.sink.accepted if r.card and r.card["fallbackText"].startswith(REPORT_HEADLINE)
+    ]
+    assert len(told) == 1
+    assert told[0]["fallbackText"] == f"Failover drill passed: {report.incident['server']}"
+    assert "60 to 120 s Microsoft states" in json.dumps(told[0])

@@ -39,7 +39,11 @@ from tests.reliability.workload import T0, zone_outage
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = {"incident_id": "pg-prod-01~20261125T071602Z", "server": "pg-prod-01"}
+SAMPLE = {
+    "incident_id": "pg-prod-01~20261125T071602Z",
+    "server": "pg-prod-01",
+    "digest_id": "westeurope~20261125T071602Z",
+}
 
 
 def _explicit_connection_string(port: int) -> str:

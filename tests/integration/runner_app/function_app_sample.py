@@ -1,8 +1,7 @@
-"""Sample FunctionApp for the local runner's tests: every trigger shape the runner serves.
+"""Sample FunctionApp for the local runner's tests: the trigger shapes the app registers.
 
 ``build_app()`` makes a fresh app each time (``get_functions()`` works once per app) together with
-a ``Recorder`` the functions report to. The module-level ``app`` is for the CLI test
-(``python -m local.runner --app tests.integration.runner_app.function_app_sample``).
+a ``Recorder`` the functions report to.
 """
 
 from __future__ import annotations
@@ -69,10 +68,6 @@ def build_app(*, fast_timers: bool = True) -> tuple[func.FunctionApp, Recorder]:
     def health(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("ok")
 
-    @app.route(route="admin/ping", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-    def admin_ping(req: func.HttpRequest) -> str:
-        return "pong"
-
     @app.route(route="boom", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def boom(req: func.HttpRequest) -> func.HttpResponse:
         raise RuntimeError("sensitive detail that must not reach the client")
@@ -80,20 +75,6 @@ def build_app(*, fast_timers: bool = True) -> tuple[func.FunctionApp, Recorder]:
     @app.route(route="not-a-response", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def not_a_response(req: func.HttpRequest) -> func.HttpResponse:
         return {"oops": True}  # type: ignore[return-value]
-
-    @app.route(route="echo/{*rest}")  # no methods: every method
-    async def echo(req: func.HttpRequest) -> func.HttpResponse:
-        return _json(
-            {"method": req.method, "route_params": dict(req.route_params), "body": req.get_body().decode()}
-        )
-
-    @app.route(route="items/{item_id:int?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-    def items(req: func.HttpRequest) -> func.HttpResponse:
-        return _json(dict(req.route_params))
-
-    @app.route(route="pages/{page=1}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-    def pages(req: func.HttpRequest) -> func.HttpResponse:
-        return _json(dict(req.route_params))
 
     @app.event_grid_trigger(arg_name="event")
     def on_resource_event(event: func.EventGridEvent) -> None:
@@ -109,7 +90,7 @@ def build_app(*, fast_timers: bool = True) -> tuple[func.FunctionApp, Recorder]:
         rec.tick_fired.set()
 
     @app.timer_trigger(arg_name="timer", schedule="0 0 0 1 1 *", run_on_startup=True)
-    async def startup_job(timer: func.TimerRequest) -> None:
+    def startup_job(timer: func.TimerRequest) -> None:
         rec.startup_fired.set()
 
     @app.timer_trigger(arg_name="timer", schedule=every_second)
@@ -130,6 +111,3 @@ def build_app(*, fast_timers: bool = True) -> tuple[func.FunctionApp, Recorder]:
             rec.slow_running -= 1
 
     return app, rec
-
-
-app, recorder = build_app(fast_timers=False)
