@@ -328,7 +328,9 @@ class _Fleet:
     The dispatcher keeps a heap of due times: a database sample goes to the sampling pool, a
     server's work (a due management API check, recording what was handed over, a retry, keeping
     the memory at the end) to the recording pool. A sample with nothing to record while nothing is
-    waiting advances the kept memory at once, without a task.
+    waiting advances the kept memory at once, without a task. Past the window, while any work is
+    still running (a slow management API call, a slow card post), sampling goes on until it ends
+    or the grace is spent: the run never holds the database unwatched while it waits on them.
     """
 
     def __init__(self, prober: Prober, report: ProbeReport, ids: list[str], deadline: float) -> None:
@@ -340,6 +342,7 @@ class _Fleet:
         self._heap: list[tuple[float, int, bool, _Watch]] = []  # (due, order, is a sample, server)
         self._order = 0
         self._outstanding = 0
+        self._busy = 0  # servers whose work task (management API check, recording) is running
         now = prober.monotonic()
         self._watches: list[_Watch] = []
         for index, rid in enumerate(ids):
@@ -403,6 +406,7 @@ class _Fleet:
                         watch.again = True
                         continue
                     watch.working = True
+                    self._busy += 1
                 self._outstanding += 1
                 return is_sample, watch
 
@@ -439,7 +443,9 @@ class _Fleet:
                     else:
                         watch.handoff.put(sampled)
                         self._push(started, False, watch)
-                if wake < self._deadline:
+                if wake < self._deadline or (self._busy and wake < self._give_up):
+                    # Past the window the run still waits on management API checks or recording:
+                    # sampling goes on meanwhile, so no outage ends unseen while the run cannot end.
                     self._push(wake, True, watch)
                 else:
                     watch.sampling = False
@@ -466,6 +472,7 @@ class _Fleet:
                         watch.again = False
                         continue
                     watch.working = False
+                    self._busy -= 1
                     due = watch.next_arm if watch.next_arm < self._deadline else float("inf")
                     if not watch.recorder.idle:
                         due = min(due, prober.monotonic() + _RETRY_SECONDS)

@@ -4,7 +4,9 @@ Layer: adapter (edge). It checks a server's endpoint the way an application does
 the application's conninfo (TLS as the conninfo says; ``sslmode=require`` in Azure), ask
 ``pg_is_in_recovery()`` and ``pg_postmaster_start_time()``, and, on a primary, commit one
 single-row UPSERT into ``failover_responder_heartbeat`` (see docs/heartbeat.md). One connection
-per server is kept between checks and replaced after any error.
+per server is kept between checks and replaced after any error. While idle it is watched
+(``session_watch``): a check that finds it ended by the server says when (``session_lost_at``),
+the moment a primary shutting down for a failover stopped serving.
 
 Every failed check carries a ``fault`` classified by ``failover.sources.db_faults.classify``
 (from the stage, the SQLSTATE and the driver's message) and an ``error`` reason from that module's
@@ -27,11 +29,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from failover.adapters.session_watch import SessionWatch, Watched
 from failover.ports import Clock, DbCheck
 from failover.secrets import MARK, redact
 from failover.sources.db_faults import (
@@ -108,6 +112,7 @@ def entra_token_provider(
 
 @dataclass
 class _Slot:
+    watched: Watched
     lock: threading.Lock = field(default_factory=threading.Lock)
     conn: psycopg.Connection[Any] | None = None
     table_ready: bool = False
@@ -122,6 +127,7 @@ class _Outcome:
     postmaster_started_at: datetime | None = None
     error: str | None = None
     fault: str | None = None
+    session_lost_at: datetime | None = None
 
     def failed(self, failure: Failure) -> _Outcome:
         self.writable = False
@@ -161,6 +167,7 @@ class PostgresProbe:
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
         self._slots_lock = threading.Lock()
+        self._sessions = SessionWatch(clock)
 
     # ---------------------------------------------------------------- public
 
@@ -184,6 +191,7 @@ class PostgresProbe:
             postmaster_started_at=outcome.postmaster_started_at,
             error=outcome.error,
             fault=outcome.fault,
+            session_lost_at=outcome.session_lost_at,
         )
         level = logging.DEBUG if result.ok else logging.WARNING
         logger.log(
@@ -209,7 +217,7 @@ class PostgresProbe:
 
         slot = self._slot(server)
         secrets: list[str] = []
-        with slot.lock:
+        with slot.lock, _in_use(slot):
             stage = Stage.QUERY
             try:
                 if slot.conn is None or slot.conn.closed or slot.conn.broken:
@@ -235,6 +243,7 @@ class PostgresProbe:
         for slot in slots:
             with slot.lock:
                 self._drop(slot)
+        self._sessions.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -242,12 +251,12 @@ class PostgresProbe:
         with self._slots_lock:
             slot = self._slots.get(server)
             if slot is None:
-                slot = self._slots[server] = _Slot()
+                slot = self._slots[server] = _Slot(self._sessions.add())
             return slot
 
     def _check(self, server: str, secrets: list[str]) -> _Outcome:
         slot = self._slot(server)
-        with slot.lock:
+        with slot.lock, _in_use(slot) as spoke:
             reused = slot.conn is not None and not slot.conn.closed and not slot.conn.broken
             if not reused:
                 self._drop(slot)
@@ -261,6 +270,10 @@ class PostgresProbe:
                     "postgres probe: server %s: kept connection failed or read-only; reconnecting", server
                 )
                 self._drop(slot)
+                # When the server spoke on (or closed) the idle session: the outage began by then.
+                retried = self._attempt(server, slot, secrets)
+                retried.session_lost_at = spoke
+                return retried
             return self._attempt(server, slot, secrets)
 
     def _attempt(self, server: str, slot: _Slot, secrets: list[str]) -> _Outcome:
@@ -397,6 +410,21 @@ class PostgresProbe:
         for secret in sorted((s for s in secrets if s), key=len, reverse=True):
             text = text.replace(secret, MARK)
         return redact(" ".join(text.split()), limit=_ERROR_LIMIT)
+
+
+@contextmanager
+def _in_use(slot: _Slot) -> Iterator[datetime | None]:
+    """The kept session is used (not watched) inside; yields when the server spoke while it was idle."""
+    spoke = slot.watched.busy()
+    try:
+        yield spoke
+    finally:
+        conn = slot.conn
+        try:
+            fd = None if conn is None or conn.closed else conn.fileno()
+        except Exception:  # a connection closed meanwhile has no socket
+            fd = None
+        slot.watched.idle(fd)
 
 
 class _PasswordError(Exception):

@@ -146,13 +146,15 @@ class DbProbeMemory:
     `state` is what is persisted between invocations (a declared outage, the last good write);
     `suspect_since`/`suspect_checks` count failed checks that do not make an outage yet (debounce);
     `watch_since` is when this continuous watch began: a gap measured from an older good write is
-    only a bound, never a measured downtime.
+    only a bound, never a measured downtime. `session_lost_at` is when the server closed the probe's
+    idle session, for the failure in progress: the writes ended by then, not at the last good write.
     """
 
     state: DbProbeState
     watch_since: datetime | None = None
     suspect_since: datetime | None = None
     suspect_checks: int = 0
+    session_lost_at: datetime | None = None
 
     @property
     def failing(self) -> bool:
@@ -190,10 +192,12 @@ def diff_check(
     counts = check.fault is None or is_evidence(check.fault)  # a check without a class: an outage
     if not counts or memory.state.failing_since is not None:
         return (), memory
+    lost = _session_lost(memory, check)
     suspect = replace(
         memory,
-        suspect_since=memory.suspect_since or check.started_at,
+        suspect_since=memory.suspect_since or lost or check.started_at,
         suspect_checks=memory.suspect_checks + 1,
+        session_lost_at=lost,
     )
     assert suspect.suspect_since is not None
     lasted = check.finished_at - suspect.suspect_since
@@ -202,7 +206,7 @@ def diff_check(
         return (), suspect
     db = replace(memory.state, failing_since=suspect.suspect_since)
     signal = _write_unavailable(memory.state, check, resource_id, received_at, at=suspect.suspect_since)
-    return (signal,), DbProbeMemory(db, watch_since=memory.watch_since)
+    return (signal,), DbProbeMemory(db, watch_since=memory.watch_since, session_lost_at=lost)
 
 
 def _after_good(
@@ -210,6 +214,7 @@ def _after_good(
 ) -> tuple[tuple[Signal, ...], DbProbeMemory]:
     db = memory.state
     signals: list[Signal] = []
+    lost = _session_lost(memory, check)
     restarted = (
         db.postmaster_started_at is not None
         and check.postmaster_started_at is not None
@@ -219,7 +224,7 @@ def _after_good(
         # A new primary (or a restarted one) answered: the outage is corroborated even if it fell
         # between two checks or lasted less than the debounce. Writes were lost from the last good
         # write (or the first failed check) to this one, at most.
-        since = memory.suspect_since or db.last_ok_write_at
+        since = memory.suspect_since or lost or db.last_ok_write_at
         db = replace(db, failing_since=since)
         reason = "the server restarted" if memory.suspect_since else "the primary changed between checks"
         signals.append(
@@ -229,7 +234,10 @@ def _after_good(
         signals.append(_write_blip(memory, check, resource_id, received_at))
     if db.failing_since is not None:
         continuous = _continuous(memory, db)
-        signals.append(_write_restored(db, check, resource_id, received_at, continuous=continuous))
+        began = max(db.last_ok_write_at, lost) if db.last_ok_write_at and lost else db.last_ok_write_at
+        signals.append(
+            _write_restored(db, check, resource_id, received_at, continuous=continuous, began=began)
+        )
     if restarted:
         signals.append(_postmaster_restarted(db, check, resource_id, received_at))
     ok = DbProbeState(
@@ -238,6 +246,13 @@ def _after_good(
         postmaster_started_at=check.postmaster_started_at or db.postmaster_started_at,
     )
     return tuple(signals), DbProbeMemory(ok, watch_since=memory.watch_since or check.started_at)
+
+
+def _session_lost(memory: DbProbeMemory, check: DbCheck) -> datetime | None:
+    """When the server closed the probe's session for this failure; never before the last good write."""
+    lost = memory.session_lost_at or check.session_lost_at
+    last_ok = memory.state.last_ok_write_at
+    return None if lost is None or (last_ok is not None and lost < last_ok) else lost
 
 
 def _continuous(memory: DbProbeMemory, db: DbProbeState) -> bool:
@@ -322,17 +337,27 @@ def _write_blip(memory: DbProbeMemory, check: DbCheck, resource_id: str, receive
 
 
 def _write_restored(
-    db: DbProbeState, check: DbCheck, resource_id: str, received_at: datetime, *, continuous: bool
+    db: DbProbeState,
+    check: DbCheck,
+    resource_id: str,
+    received_at: datetime,
+    *,
+    continuous: bool,
+    began: datetime | None,
 ) -> Signal:
+    """Writes back; the downtime runs from `began` (the last good write, or the moment the server
+    closed the probe's session after it) to this check's write."""
     assert db.failing_since is not None
     details: dict[str, Any] = {
         "first_ok_write_at": iso(check.finished_at),
         "last_ok_write_at": iso(db.last_ok_write_at),
         "failing_since": iso(db.failing_since),
     }
+    if began is not None and began != db.last_ok_write_at:
+        details["session_lost_at"] = iso(began)
     gap = ""
-    if db.last_ok_write_at is not None:
-        seconds = round((check.finished_at - db.last_ok_write_at).total_seconds(), 3)
+    if began is not None:
+        seconds = round((check.finished_at - began).total_seconds(), 3)
         if continuous:
             details["downtime_seconds"] = seconds
             gap = f" after {seconds:.1f} s without writes"

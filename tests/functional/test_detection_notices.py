@@ -4,7 +4,6 @@ incident; upcoming maintenance is kept for /api/servers. In-memory store, fake p
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,11 +11,12 @@ from failover.adapters.memory_store import MemoryStore
 from failover.lookups import upcoming_maintenance
 from failover.maintenance import MaintenanceWatch
 from failover.model import Cause
-from failover.ports import MaintenanceEvent, ServerView
+from failover.ports import MaintenanceEvent
 from failover.probe_notices import ProbeNotices
 from failover.probing import Prober, ProbeReport, ProbeSchedule, ServerHealth
 from failover.service import Responder
 from failover.sources.db_faults import DbFault
+from tests.probe_fakes import FailingOverInspector
 
 SERVER = "pg-maint-01"
 RID = (
@@ -29,35 +29,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class FailingOverInspector:
-    """Healthy in zone 1, then failing over, then healthy in zone 2; one maintenance event."""
-
-    def __init__(self, status: str) -> None:
-        self.calls = 0
-        self.lock = threading.Lock()
-        start = _now() - timedelta(minutes=1)
-        self.event = MaintenanceEvent(
-            "XY12-345", SERVER, status, "PlannedMaintenance", start, start + timedelta(hours=1)
-        )
-
-    def get_server(self, resource_id: str) -> ServerView:
-        with self.lock:
-            self.calls += 1
-            step = self.calls
-        ha, primary, standby = ("Healthy", "1", "2") if step == 1 else ("FailingOver", "1", "2")
-        if step >= 4:
-            ha, primary, standby = "Healthy", "2", "1"
-        return ServerView(
-            resource_id, SERVER, "eastus", "Ready", "ZoneRedundant", ha, primary, standby, None, "Primary"
-        )
-
-    def maintenance_events(self, resource_id: str, upcoming: bool = True) -> tuple[MaintenanceEvent, ...]:
-        return (self.event,) if upcoming else ()
-
-
 def _run(status: str) -> tuple[MemoryStore, Cause]:
     store = MemoryStore()
-    inspector: Any = FailingOverInspector(status)  # a fake of the two calls the probe makes
+    start = _now() - timedelta(minutes=1)
+    event = MaintenanceEvent(
+        "XY12-345", SERVER, status, "PlannedMaintenance", start, start + timedelta(hours=1)
+    )
+    # Healthy in zone 1, failing over, healthy in zone 2; a fake of the two calls the probe makes
+    inspector: Any = FailingOverInspector(moved_at=4, maintenance=(event,))
     watch = MaintenanceWatch(inspector, _now)
     notices = ProbeNotices(store, _now, maintenance=watch)
     prober = Prober(

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 
 from failover.adapters.memory_store import MemoryStore
 from failover.errors import StorageUnavailableError
-from failover.ports import DbCheck, ServerView
+from failover.ports import DbCheck
 from failover.probing import Prober, ProbeReport, ProbeSchedule
 from failover.service import Responder
 from failover.sources.db_faults import DbFault
+from tests.probe_fakes import CountingInspector
 
 SUBSCRIPTION = "/subscriptions/00000000-0000-0000-0000-000000000015/resourcegroups/rg-fleet"
 
@@ -57,20 +58,6 @@ class FakeDatabase:
                 self.concurrent -= 1
 
 
-class FakeInspector:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls: dict[str, int] = {}
-
-    def get_server(self, resource_id: str) -> ServerView:
-        server = resource_id.rsplit("/", 1)[1]
-        with self.lock:
-            self.calls[server] = self.calls.get(server, 0) + 1
-        return ServerView(
-            resource_id, server, "eastus", "Ready", "ZoneRedundant", "Healthy", "1", "2", None, "Primary"
-        )
-
-
 def _prober(store: MemoryStore, ids: tuple[str, ...], db: FakeDatabase, **kwargs) -> Prober:
     schedule = ProbeSchedule(
         window=timedelta(seconds=1.2),
@@ -93,7 +80,7 @@ def _prober(store: MemoryStore, ids: tuple[str, ...], db: FakeDatabase, **kwargs
 
 def test_150_servers_are_all_watched_by_two_bounded_pools():
     ids = _ids(150)
-    db, inspector = FakeDatabase(), FakeInspector()
+    db, inspector = FakeDatabase(), CountingInspector()
     report = _prober(MemoryStore(), ids, db, inspector=inspector).run_once()
 
     assert len(report.servers) == 150

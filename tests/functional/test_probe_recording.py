@@ -17,10 +17,11 @@ from failover.adapters.memory_store import MemoryStore
 from failover.errors import StorageUnavailableError
 from failover.incidents import Policy, derive
 from failover.model import IncidentStatus, SignalKind
-from failover.ports import DbCheck, ServerView
+from failover.ports import DbCheck
 from failover.probing import Prober, ProbeSchedule
 from failover.service import Responder
 from failover.sources.probes import Debounce
+from tests.probe_fakes import FailingOverInspector
 
 SERVER = "pg-rec-01"
 RID = (
@@ -72,25 +73,6 @@ class OutageProbe:
         )
 
 
-class FlippingInspector:
-    """Healthy in zone 1, failing over, then healthy in zone 2."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def get_server(self, resource_id: str) -> ServerView:
-        with self.lock:
-            self.calls += 1
-            n = self.calls
-        ha, primary, standby = ("Healthy", "1", "2") if n == 1 else ("FailingOver", "1", "2")
-        if n >= 3:
-            ha, primary, standby = "Healthy", "2", "1"
-        return ServerView(
-            resource_id, SERVER, "eastus", "Ready", "ZoneRedundant", ha, primary, standby, None, "Primary"
-        )
-
-
 def _prober(store: MemoryStore, **ports: Any) -> Prober:
     return Prober(
         responder=Responder(store=store, clock=_now, policy=POLICY, sleep=lambda _: None),
@@ -126,7 +108,7 @@ def test_a_write_restored_refused_once_is_recorded_again_and_the_downtime_kept()
 
 def test_a_healthy_ha_state_refused_once_is_derived_again_by_the_next_check():
     store = RefusesOnce(SignalKind.HA_STATE_CHANGED, ha_state="Healthy")  # recorded after the zone move
-    _prober(store, inspector=FlippingInspector()).run_once()
+    _prober(store, inspector=FailingOverInspector(moved_at=3)).run_once()
     assert store.refused == 1
     incident = _incident(store)
     assert incident.ha_state == "Healthy" and incident.primary_zone_after == "2"

@@ -190,6 +190,50 @@ def test_restart_sync_standby_loss_and_a_down_server(fresh_pg_pair, pg_password)
         probe.close()
 
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def test_when_the_server_ends_the_idle_session_is_reported_by_the_next_check(fresh_pg_pair, pg_password):
+    pair = fresh_pg_pair
+    probe = _probe(pair.conninfo(), pg_password)
+    try:
+        assert probe.check(SERVER).ok
+        time.sleep(0.3)
+        quiet = probe.check(SERVER)  # its own traffic is not the server ending the session
+        assert quiet.ok and quiet.session_lost_at is None
+        time.sleep(0.3)  # the kept session is idle, and watched
+
+        # The server ends the session (what a shutting-down primary does to every session).
+        with _admin(pair, pg_password) as conn:
+            sessions = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+            ).fetchall()
+            assert len(sessions) == 1, sessions  # the probe's kept session, and no other
+            (pid,) = sessions[0]
+            ended_from = _now()
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            ended_by = _now()
+        time.sleep(0.4)
+        found = probe.check(SERVER)
+        assert found.ok, found.error  # reconnected at once
+        assert found.session_lost_at is not None
+        assert ended_from <= found.session_lost_at <= ended_by + timedelta(seconds=0.2)
+        assert found.started_at - found.session_lost_at >= timedelta(seconds=0.3)
+
+        # A forced failover: the old primary stops at once; the check after it says when.
+        time.sleep(0.3)
+        failover_from = _now()
+        pgpair.failover(pair, mode="forced")
+        failover_by = _now()
+        after = probe.check(SERVER)
+        assert after.ok, after.error
+        assert after.session_lost_at is not None
+        assert failover_from <= after.session_lost_at <= failover_by
+    finally:
+        probe.close()
+
+
 def test_primary_killed_standby_alive_is_not_connected_through_the_endpoint(fresh_pg_pair, pg_password):
     pair = fresh_pg_pair
     probe = _probe(pair.conninfo(), pg_password)

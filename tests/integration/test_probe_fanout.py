@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 import uuid
 from dataclasses import replace
@@ -20,11 +19,11 @@ import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from failover.ports import ServerView
 from failover.shards import PROBE_QUEUE, Shard
 from local.runner import FunctionHost, QueueOptions
 from local.services import azurite_connection_string
 from tests.integration import app_harness as app
+from tests.probe_fakes import CountingInspector
 
 pytestmark = pytest.mark.integration
 
@@ -130,34 +129,6 @@ def test_host_json_queue_settings_are_read():
 # --- the probe timer fans out, the shard function watches ------------------------------------------
 
 SUBSCRIPTION = "/subscriptions/00000000-0000-0000-0000-000000000015/resourcegroups/rg-fanout"
-
-
-class CountingInspector:
-    """Answers at once; counts the checks of each server."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls: dict[str, int] = {}
-
-    def get_server(self, resource_id: str) -> ServerView:
-        server = resource_id.rsplit("/", 1)[1]
-        with self.lock:
-            self.calls[server] = self.calls.get(server, 0) + 1
-        return ServerView(
-            resource_id, server, "eastus", "Ready", "ZoneRedundant", "Healthy", "1", "2", None, "Primary"
-        )
-
-    def list_replicas(self, resource_id: str) -> tuple:
-        return ()
-
-    def start_failover(self, resource_id: str, mode: str, *, wait: bool = True) -> None:
-        raise AssertionError("no failover here")
-
-    def discover(self, scopes: tuple[str, ...]) -> tuple[str, ...]:
-        return ()
-
-    def maintenance_events(self, resource_id: str, upcoming: bool = True) -> tuple:
-        return ()
 
 
 def test_the_probe_timer_fans_a_large_fleet_out_one_shard_per_message(storage, table_name, monkeypatch):
