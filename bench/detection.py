@@ -132,10 +132,7 @@ def _stack(failovers: int, *, teams_delay: float, arm_delay: float) -> _Measured
     from bench.failover_harness import FailoverStack
 
     measured = _Measured()
-    # One server failing over every ~10 s: past the third incident within DIGEST_WINDOW_SECONDS the
-    # zone digest would fold its cards (it counts incidents in a region); the figure is one server's.
-    env = {"DIGEST_MIN_SERVERS": "1000"}
-    stack = FailoverStack(SUBSCRIPTION, GROUP, NAME, "detect", quiet=QUIET, env=env, teams_delay=teams_delay)
+    stack = FailoverStack(SUBSCRIPTION, GROUP, NAME, "detect", quiet=QUIET, teams_delay=teams_delay)
     try:
         with stack:
             for n in range(failovers):

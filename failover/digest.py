@@ -88,7 +88,8 @@ def windows(openings: Iterable[Opening], policy: DigestPolicy) -> list[Window]:
                 current.append(opening)
                 continue
             if current:
-                is_digest = continues or len(current) >= policy.min_servers
+                # Servers, not incidents: one server failing over three times is not a zone outage.
+                is_digest = continues or len({o.server for o in current}) >= policy.min_servers
                 found.append(Window(outage, index, start, end, tuple(current), is_digest))
                 continues = is_digest and opening is not None and opening.opened_at < end + policy.window
                 index = index + 1 if continues else 0

@@ -95,3 +95,14 @@ def test_posts_paced_by_next_post_at_never_exceed_one_a_second(wanted: list[floa
         sent.append(at)
         last = at
     assert peak_per_second(sent) <= 1
+
+
+@given(st.lists(st.floats(0, 600), min_size=1, max_size=12))
+def test_one_server_failing_over_again_and_again_is_never_a_zone_outage(seconds: list[float]) -> None:
+    """Found by the detection benchmark: the digest counted incidents, so one server failing over three
+    times within a window folded its own cards into a "zone outage" digest."""
+    found = windows(
+        [opening("pg-flappy-01", s) for s in seconds],
+        DigestPolicy(min_servers=3, window=timedelta(seconds=120)),
+    )
+    assert not any(w.digest for w in found)
