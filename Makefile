@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap drill drill-unplanned drill-maintenance drill-scaling serve test test-fast lint bench package clean
+.PHONY: bootstrap drill drill-unplanned drill-maintenance drill-scaling serve test test-fast lint bench bench-fleet package clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -41,6 +41,10 @@ lint: bootstrap
 
 bench: bootstrap
 	$(BIN)/python -m bench.run
+
+## The fleet benchmark alone (500 servers, 1 and 4 consumer processes, detection at scale; about 6 min).
+bench-fleet: bootstrap
+	$(BIN)/python -m bench.run --only fleet
 
 ## dist/app.zip for zip deployment (function_app.py, host.json, requirements.txt, failover/, handlers/).
 package: bootstrap

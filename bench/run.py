@@ -26,6 +26,7 @@ from bench import (
     cold_start,
     detection,
     downtime,
+    fleet,
     history,
     hostile,
     lookups,
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[..., Result]] = {
     "redaction": redaction.run,
     "history": history.run,
     "zone_digest": zone_digest.run,
+    "fleet": fleet.run,
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 # The figures behind the page, committed beside it so that `--only` works on a fresh clone.

@@ -10,6 +10,9 @@ shard, and the Functions host hides a message while its function runs, so one me
 consumer; across ticks every message carries `not_after`, the end of its tick's window, which is
 before the next tick is planned, and a consumer never watches past it (a late or retried message
 gets what is left of its window, or nothing). Messages also expire (`ttl`) after one period.
+
+The queue trigger's module imports this one when the worker indexes the app (for `PROBE_QUEUE`),
+so what only reading or writing a message needs is imported inside those methods (cold start).
 """
 
 from __future__ import annotations
@@ -18,9 +21,6 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from failover.sources.resources import flexible_server_from_resource_id
-from failover.timeutil import iso, parse_iso
 
 PROBE_QUEUE = "probe-shards"  # the queue the timer fills and `handlers.queues.probe_shard` drains
 MIN_WINDOW = timedelta(seconds=2)  # a message with less of its window left is not worth starting
@@ -38,6 +38,8 @@ class Shard:
     not_after: datetime
 
     def to_json(self) -> str:
+        from failover.timeutil import iso
+
         return json.dumps(
             {
                 "v": _VERSION,
@@ -53,6 +55,9 @@ class Shard:
     @classmethod
     def from_json(cls, text: str) -> Shard:
         """Parse a message body; ValueError names what is wrong (a poison message is dropped)."""
+        from failover.sources.resources import flexible_server_from_resource_id
+        from failover.timeutil import parse_iso
+
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError) as error:

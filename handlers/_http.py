@@ -13,9 +13,6 @@ from typing import Any
 
 import azure.functions as func
 
-from failover.errors import ConfigError, RetryableError
-from failover.secrets import redact
-
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
@@ -47,6 +44,10 @@ def declared_length(req: func.HttpRequest) -> int | None:
 
 def guarded(name: str, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     """Run a handler body; storage trouble answers 503 (so callers retry), bugs never answer 500."""
+    # Imported on first use, not when the worker indexes the app (cold start).
+    from failover.errors import ConfigError, RetryableError
+    from failover.secrets import redact
+
     try:
         return action()
     except ConfigError as exc:

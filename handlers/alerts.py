@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 
 import azure.functions as func
 
-from failover.errors import InvalidPayloadError
 from handlers._http import declared_length, error, guarded, json_response
 from handlers._runtime import get_runtime
 
@@ -28,6 +27,7 @@ def post_alert(req: func.HttpRequest) -> func.HttpResponse:
 
 def _handle(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not when the worker indexes the app (cold start).
+    from failover.errors import InvalidPayloadError
     from failover.sources.monitor import MAX_ALERT_BYTES, parse_alert
     from failover.sources.parsing import decode_json
 

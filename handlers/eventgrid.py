@@ -14,9 +14,6 @@ from typing import Any
 
 import azure.functions as func
 
-from failover.errors import InvalidPayloadError, RetryableError
-from failover.secrets import redact
-from failover.timeutil import iso
 from handlers._runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -25,7 +22,10 @@ bp = func.Blueprint()
 
 @bp.event_grid_trigger(arg_name="event")
 def on_resource_event(event: func.EventGridEvent) -> None:
-    from failover.sources.event_grid import parse_event  # on first use, not at indexing (cold start)
+    # Imported on first use, not when the worker indexes the app (cold start).
+    from failover.errors import InvalidPayloadError, RetryableError
+    from failover.secrets import redact
+    from failover.sources.event_grid import parse_event
 
     raw = _as_dict(event)
     try:
@@ -58,6 +58,8 @@ def on_resource_event(event: func.EventGridEvent) -> None:
 
 
 def _as_dict(event: func.EventGridEvent) -> dict[str, Any]:
+    from failover.timeutil import iso
+
     try:
         data = event.get_json()
     except ValueError:

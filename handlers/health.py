@@ -14,9 +14,6 @@ from typing import Any
 
 import azure.functions as func
 
-from failover.errors import FailoverError
-from failover.notify.registry import CHANNELS
-from failover.secrets import redact
 from handlers._http import guarded, json_response
 from handlers._runtime import get_runtime
 
@@ -30,6 +27,8 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _health() -> func.HttpResponse:
+    from failover.notify.registry import CHANNELS  # on first use, not at indexing (cold start)
+
     runtime = get_runtime()
     dependencies: dict[str, dict[str, Any]] = {"storage": _check(runtime.store.ping)}
     cache = runtime.cache
@@ -92,6 +91,9 @@ def _scope(responder: Any) -> dict[str, Any]:
 
 
 def _check(ping: Any) -> dict[str, Any]:
+    from failover.errors import FailoverError
+    from failover.secrets import redact
+
     try:
         ping()
     except FailoverError as exc:

@@ -15,8 +15,6 @@ from datetime import timedelta
 
 import azure.functions as func
 
-from failover.errors import FailoverError
-from failover.secrets import redact
 from handlers._runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -31,6 +29,10 @@ PROBE_WINDOW_MAX = PROBE_PERIOD - timedelta(seconds=8)
 
 @bp.timer_trigger(arg_name="timer", schedule=PROBE_SCHEDULE, run_on_startup=False, use_monitor=True)
 def probe_servers(timer: func.TimerRequest) -> None:
+    # Imported on first use, not when the worker indexes the app (cold start).
+    from failover.errors import FailoverError
+    from failover.secrets import redact
+
     runtime = get_runtime()
     if not runtime.settings.probes_configured:
         log.info("probe: MONITORED_SERVERS and DISCOVERY_SCOPES are empty; nothing to probe")
@@ -60,6 +62,9 @@ SWEEP_BUDGET = timedelta(seconds=45)
 
 @bp.timer_trigger(arg_name="timer", schedule=SWEEPER_SCHEDULE, run_on_startup=False, use_monitor=True)
 def sweep_outbox(timer: func.TimerRequest) -> None:
+    from failover.errors import FailoverError
+    from failover.secrets import redact
+
     try:
         report = get_runtime().responder.sweep(budget=SWEEP_BUDGET)
     except FailoverError as exc:

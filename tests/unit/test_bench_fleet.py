@@ -1,0 +1,66 @@
+"""The fleet benchmark's figures: intervals per server, tick-boundary gaps, one tick's window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.fleet import Samples, _SampleLog, _Timed, boundary_gaps, intervals, phase_of, read_samples
+
+times = st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=30).map(sorted)
+
+
+@given(st.dictionaries(st.sampled_from(["pga", "pgb", "pgc"]), times))
+def test_intervals_are_between_consecutive_samples_of_one_server_only(per_server):
+    found = intervals(per_server)
+    assert len(found) == sum(max(0, len(t) - 1) for t in per_server.values())
+    assert all(gap >= 0 for gap in found)
+    spans = sum(t[-1] - t[0] for t in per_server.values() if t)
+    assert abs(sum(found) - spans) < 1e-6
+
+
+def test_a_boundary_gap_spans_the_last_sample_before_a_tick_and_the_first_after():
+    per_server = {"pga": [0.0, 0.5, 29.6, 33.9, 34.4], "pgb": [1.0, 35.0]}
+    assert sorted(round(g, 3) for g in boundary_gaps(per_server, [0.0, 33.0])) == [4.3, 34.0]
+    assert boundary_gaps(per_server, [0.0]) == []  # the first tick has nothing before it
+
+
+def test_a_phase_counts_only_its_window_and_servers_sampled_twice(tmp_path: Path):
+    path = tmp_path / "c.samples"
+    log = _SampleLog(path)
+    for at in (100.2, 100.7, 101.2, 140.0):
+        log.write("db", "pga", at)
+    log.write("db", "pgb", 100.4)
+    log.write("db", "pgb", 111.0)  # started after the window's end: queued work, counted as late
+    log.write("arm", "pga", 100.3)
+    log.write("arm", "pga", 105.3)
+    log.close()
+    samples = read_samples([path, tmp_path / "missing.samples"])
+    phase = phase_of(samples, consumers=4, servers=3, tick=100.0, window=10.0)
+    assert [round(i, 3) for i in phase.db] == [0.5, 0.5]  # 140.0 is another tick's
+    assert [round(i, 3) for i in phase.arm] == [5.0]
+    assert (phase.db_watched, phase.arm_watched) == (1, 1)
+    assert phase.samples == 6 and phase.per_second == 0.6
+    assert phase.late == 1
+    assert sorted(round(f, 3) for f in phase.first_sample) == [0.2, 0.4]
+
+
+def test_a_timed_port_notes_the_server_of_each_call_and_passes_everything_through(tmp_path: Path):
+    class Inspector:
+        region = "eastus"
+
+        def get_server(self, resource_id: str) -> str:
+            return resource_id.upper()
+
+    path = tmp_path / "c.samples"
+    log = _SampleLog(path)
+    timed = _Timed(Inspector(), "get_server", "arm", log)
+    rid = "/subscriptions/s/resourceGroups/rg/providers/x/flexibleServers/PG-One"
+    assert timed.get_server(rid) == rid.upper()
+    assert timed.region == "eastus"
+    log.close()
+    noted = read_samples([path])
+    assert list(noted.times["arm"]) == ["pg-one"]
+    assert isinstance(noted, Samples)
