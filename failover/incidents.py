@@ -374,7 +374,9 @@ def absorb_view(state: ServerState, view: dict[str, Any], observed_at: datetime)
         return state  # an older view never rewinds the known one
     seen = topology_from_view(view, state.resource_id, observed_at)
     if known is not None and replace(known, observed_at=None) == replace(seen, observed_at=None):
-        return replace(state, topology=seen)
+        # Nothing new: the kept view keeps the time it was first seen so (still a view from before
+        # any failover that follows), and a quiet management API check writes nothing.
+        return state
     routed = known is None or known.routing() != seen.routing()
     return replace(
         state,

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from failover.errors import FailoverError, InspectorError
 from failover.incidents import DbProbeState
@@ -159,7 +160,7 @@ class Prober:
         def check() -> None:
             view = inspector.get_server(resource_id)
             self._remember(view)
-            state, _ = self.responder.store.read_state(view.server)
+            state, etag = self.responder.store.read_state(view.server)
             now = self.clock()
             signals = diff_view(
                 state.topology if state else None,
@@ -176,9 +177,12 @@ class Prober:
                 signals = (*self.maintenance(resource_id, view.server, urgent), *signals)
             # Each signal carries the view as far as it goes: a failure part way leaves the rest to
             # be derived again by the next check (the known view advanced only past what was recorded).
-            for outcome in self.responder.record_all(signals):
-                health.signals += outcome.status == "recorded"
-            self.responder.save_probe_facts(view.server, view=view_dict(view), observed_at=now)
+            recorded = sum(o.status == "recorded" for o in self.responder.record_all(signals))
+            health.signals += recorded
+            # Nothing recorded since the read: its state and ETag are still current (a quiet check
+            # is then one Table request, or none written when the view did not change).
+            known = (state, etag) if not recorded else None
+            self.responder.save_probe_facts(view.server, view=view_dict(view), observed_at=now, known=known)
             health.checked_at = now
 
         self._guard(health, "arm", check)
@@ -339,9 +343,13 @@ class _Fleet:
         self._deadline = deadline
         self._give_up = deadline + prober.schedule.record_grace
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, bool, _Watch]] = []  # (due, order, is a sample, server)
+        self._samples: list[tuple[float, int, bool, _Watch]] = []  # (due, order, True, server)
+        # (rank, due, order, False, server): rank 0 is recording a sample's signals, taken before any
+        # management API check however overdue, so a detected failover never queues behind them.
+        self._works: list[tuple[int, float, int, bool, _Watch]] = []
         self._order = 0
         self._outstanding = 0
+        self._sampling = 0  # samples running
         self._busy = 0  # servers whose work task (management API check, recording) is running
         now = prober.monotonic()
         self._watches: list[_Watch] = []
@@ -383,25 +391,32 @@ class _Fleet:
 
     # --- the dispatcher -----------------------------------------------------------------------
 
-    def _push(self, due: float, is_sample: bool, watch: _Watch) -> None:
+    def _push(self, due: float, is_sample: bool, watch: _Watch, *, urgent: bool = False) -> None:
         """Add a due event; the caller holds the condition."""
         self._order += 1
-        heapq.heappush(self._heap, (due, self._order, is_sample, watch))
+        if is_sample:
+            heapq.heappush(self._samples, (due, self._order, True, watch))
+        else:
+            heapq.heappush(self._works, (0 if urgent else 1, due, self._order, False, watch))
         self._cond.notify()
 
     def _next(self) -> tuple[bool, _Watch] | None:
-        """The next due event, or None when everything is done or the budget is spent."""
+        """The next due event a pool has room for, or None when everything is done or the budget is
+        spent. Events wait here, not in a pool's queue: a pool never runs a backlog of stale work."""
         with self._cond:
             while True:
                 now = self._prober.monotonic()
-                if now >= self._give_up or (not self._heap and self._outstanding == 0):
+                idle = not self._samples and not self._works and self._outstanding == 0
+                if now >= self._give_up or idle:
                     return None
-                if not self._heap or self._heap[0][0] > now:
-                    until = self._heap[0][0] if self._heap else self._give_up
+                heap, until = self._ready(now)
+                if heap is None:
                     self._cond.wait(timeout=max(0.001, min(until, self._give_up) - now))
                     continue
-                _, _, is_sample, watch = heapq.heappop(self._heap)
-                if not is_sample:
+                *_, is_sample, watch = heapq.heappop(heap)
+                if is_sample:
+                    self._sampling += 1
+                else:
                     if watch.working:  # the running task goes round once more instead
                         watch.again = True
                         continue
@@ -410,9 +425,22 @@ class _Fleet:
                 self._outstanding += 1
                 return is_sample, watch
 
-    def _done(self) -> None:
+    def _ready(self, now: float) -> tuple[list[Any] | None, float]:
+        """The heap whose head is due with room in its pool (samples first), else when to look again."""
+        room_to_sample = self._samples and self._sampling < max(1, self._schedule.max_workers)
+        room_to_work = self._works and self._busy < max(1, self._schedule.record_workers)
+        if room_to_sample and self._samples[0][0] <= now:
+            return self._samples, now
+        if room_to_work and self._works[0][1] <= now:
+            return self._works, now
+        times = [self._samples[0][0]] if room_to_sample else []
+        times += [self._works[0][1]] if room_to_work else []
+        return None, min(times, default=self._give_up)
+
+    def _done(self, *, sample: bool = False) -> None:
         with self._cond:
             self._outstanding -= 1
+            self._sampling -= sample
             self._cond.notify()
 
     # --- the pools' tasks ---------------------------------------------------------------------
@@ -442,7 +470,7 @@ class _Fleet:
                         watch.recorder.committed = sampled.memory  # nothing waits before it: in order
                     else:
                         watch.handoff.put(sampled)
-                        self._push(started, False, watch)
+                        self._push(started, False, watch, urgent=True)
                 if wake < self._deadline or (self._busy and wake < self._give_up):
                     # Past the window the run still waits on management API checks or recording:
                     # sampling goes on meanwhile, so no outage ends unseen while the run cannot end.
@@ -451,7 +479,7 @@ class _Fleet:
                     watch.sampling = False
                     self._push(started, False, watch)  # keep the memory once everything is recorded
         finally:
-            self._done()
+            self._done(sample=True)
 
     def _work(self, watch: _Watch) -> None:
         """A server's management API check and recording; one task at a time per server."""

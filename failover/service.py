@@ -231,10 +231,14 @@ class Responder:
         view: dict[str, Any] | None = None,
         observed_at: datetime | None = None,
         db: DbProbeState | None = None,
+        known: tuple[ServerState | None, str | None] | None = None,
     ) -> bool:
-        """Keep the probes' bookkeeping (a first view, a changed view, the last good write)."""
+        """Keep the probes' bookkeeping (a first view, a changed view, the last good write).
+
+        `known` is the state and ETag the caller has just read (saves a read; a stale one costs a
+        refused write and a fresh read, as any conflict does)."""
         for attempt in range(_CONFLICT_RETRIES):
-            state, etag = self.store.read_state(server)
+            state, etag = known if known is not None and attempt == 0 else self.store.read_state(server)
             base = state or ServerState(server=server)
             updated = base
             if view is not None and observed_at is not None:
