@@ -57,6 +57,26 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "use_env_settings": False,
 }
 _CONFLICT_TRIES = 5
+# Connections kept per host: every thread of a probe run (PROBE_MAX_WORKERS + PROBE_RECORD_WORKERS,
+# 24 by default) and the HTTP functions share one client; requests' default of 10 made urllib3
+# discard and reopen connections under load (a TLS handshake each, in Azure).
+_POOL_SIZE = 64
+
+
+def _transport() -> Any:
+    """The SDK's requests transport on a session with a pool for every thread, no proxy lookups."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    session.trust_env = False  # what use_env_settings=False does for a session the SDK creates
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=True, use_env_settings=False)
+
+
 _CONFLICT_CODES = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ConditionNotMet"}
 
 
@@ -76,14 +96,25 @@ class TableStore:
         """Build the client with short timeouts and few retries: callers answer 503 and Azure retries."""
         from azure.data.tables import TableClient
 
-        return cls(TableClient.from_connection_string(connection, table_name=table, **_CLIENT_OPTIONS))
+        return cls(
+            TableClient.from_connection_string(
+                connection, table_name=table, transport=_transport(), **_CLIENT_OPTIONS
+            )
+        )
 
     @classmethod
     def from_endpoint(cls, endpoint: str, table: str, credential: Any) -> TableStore:
         """Identity-based access (the Function app's managed identity with Storage Table Data Contributor)."""
         from azure.data.tables import TableClient
 
-        return cls(TableClient(endpoint=endpoint, table_name=table, credential=credential, **_CLIENT_OPTIONS))
+        client = TableClient(
+            endpoint=endpoint,
+            table_name=table,
+            credential=credential,
+            transport=_transport(),
+            **_CLIENT_OPTIONS,
+        )
+        return cls(client)
 
     # --- bookkeeping --------------------------------------------------------------------------
 
