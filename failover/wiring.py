@@ -313,6 +313,8 @@ def build_db_probe(settings: Settings, runtime: Runtime) -> DatabaseProbe:
         password_for,
         probe_id=settings.probe_id,
         create_table=settings.pg_create_heartbeat_table,
+        # An instance watches two shards at once (host.json: batchSize + newBatchThreshold).
+        max_sessions=2 * settings.probe_shard_size + 16,
     )
 
 

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class _Slot:
     conn: psycopg.Connection[Any] | None = None
     table_ready: bool = False
     answered: bool = False  # this server answered the probe at least once (a later timeout is evidence)
+    evicted: bool = False  # closed to keep the session count bounded: the next use takes a new slot
 
 
 @dataclass
@@ -151,6 +153,7 @@ class PostgresProbe:
         idle_in_transaction_timeout_ms: int = 10000,
         create_table: bool = False,
         clock: Clock = _utcnow,
+        max_sessions: int = 128,
     ) -> None:
         if not probe_id:
             raise ValueError("probe_id is required")
@@ -165,7 +168,10 @@ class PostgresProbe:
         self._idle_timeout_ms = int(idle_in_transaction_timeout_ms)
         self._create_table = create_table
         self._clock = clock
-        self._slots: dict[str, _Slot] = {}
+        # Least recently used first. Any instance may take any shard, so without a bound every
+        # instance would end up holding a session to every server of the fleet.
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._max_sessions = max(1, max_sessions)
         self._slots_lock = threading.Lock()
         self._sessions = SessionWatch(clock)
 
@@ -215,9 +221,8 @@ class PostgresProbe:
         """
         import psycopg
 
-        slot = self._slot(server)
         secrets: list[str] = []
-        with slot.lock, _in_use(slot):
+        with self._held(server) as slot, _in_use(slot):
             stage = Stage.QUERY
             try:
                 if slot.conn is None or slot.conn.closed or slot.conn.broken:
@@ -247,16 +252,47 @@ class PostgresProbe:
 
     # ---------------------------------------------------------------- internals
 
+    @contextmanager
+    def _held(self, server: str) -> Iterator[_Slot]:
+        """The server's slot, locked (one check or read at a time per server)."""
+        while True:
+            slot = self._slot(server)
+            slot.lock.acquire()
+            if not slot.evicted:
+                break
+            slot.lock.release()  # closed between lookup and lock: take the new one
+        try:
+            yield slot
+        finally:
+            slot.lock.release()
+
     def _slot(self, server: str) -> _Slot:
         with self._slots_lock:
             slot = self._slots.get(server)
             if slot is None:
                 slot = self._slots[server] = _Slot(self._sessions.add())
+                self._evict_idle_beyond(self._max_sessions)
+            self._slots.move_to_end(server)
             return slot
 
+    def _evict_idle_beyond(self, limit: int) -> None:
+        """Close the least recently used sessions over `limit` (the caller holds `_slots_lock`);
+        one in use is skipped: it is not idle."""
+        for name in list(self._slots)[: max(0, len(self._slots) - limit)]:
+            slot = self._slots[name]
+            if not slot.lock.acquire(blocking=False):
+                continue
+            try:
+                slot.evicted = True
+                del self._slots[name]
+                slot.watched.busy()  # no longer watched
+                self._sessions.remove(slot.watched)
+                self._drop(slot)
+            finally:
+                slot.lock.release()
+
     def _check(self, server: str, secrets: list[str]) -> _Outcome:
-        slot = self._slot(server)
-        with slot.lock, _in_use(slot) as spoke:
+        with self._held(server) as slot, _in_use(slot) as spoke:
             reused = slot.conn is not None and not slot.conn.closed and not slot.conn.broken
             if not reused:
                 self._drop(slot)

@@ -73,6 +73,10 @@ class SessionWatch:
                 self._thread.start()
         return entry
 
+    def remove(self, entry: Watched) -> None:
+        with self._lock:  # by identity: two idle entries compare equal as dataclasses
+            self._entries = [e for e in self._entries if e is not entry]
+
     def close(self) -> None:
         self._stop.set()
         thread = self._thread

@@ -283,3 +283,28 @@ def test_entra_token_provider_caches_until_near_expiry():
     short_lived = _CountingCredential(60)  # inside the 5-minute refresh margin: fetched every time
     provider = entra_token_provider(short_lived)
     assert provider("a") == "token-1" and provider("a") == "token-2"
+
+
+def test_kept_sessions_are_bounded_least_recently_used_first(pg_pair, pg_password):
+    """Issue 15, found by the fleet benchmark: any instance may take any shard, so a consumer kept a
+    session to every server it had ever watched (1,747 sessions for 499 servers after one run)."""
+    probe = _probe(pg_pair.conninfo(), pg_password, max_sessions=3)
+    servers = [f"pg-lru-{n}" for n in range(6)]
+
+    def sessions() -> int:
+        with _admin(pg_pair, pg_password) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    try:
+        for server in servers:
+            assert probe.check(server).ok
+        assert sessions() == 3
+        # The three most recent keep their sessions and are checked again without reconnecting.
+        assert all(probe.check(server).ok for server in servers[3:]) and sessions() == 3
+        assert probe.check(servers[0]).ok and sessions() == 3  # an evicted server connects again
+    finally:
+        probe.close()
+    assert sessions() == 0
