@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from failover.notify.teams.card import CARD_SCHEMA, CARD_VERSION, plain
+from failover.notify.teams.card import adaptive_card, plain
 from failover.timeutil import iso
 
 MIN_POST_GAP = timedelta(seconds=1)
@@ -172,14 +172,5 @@ def digest_card(post: Post, *, digest_url: str | None = None) -> dict[str, Any]:
         },
         {"type": "TextBlock", "text": "\n\n".join(lines), "wrap": True, "spacing": "Medium"},
     ]
-    card: dict[str, Any] = {
-        "$schema": CARD_SCHEMA,
-        "type": "AdaptiveCard",
-        "version": CARD_VERSION,
-        "fallbackText": plain(headline, 200),
-        "body": body,
-        "msteams": {"width": "Full"},
-    }
-    if digest_url:  # the digest's servers, each linking to its own timeline
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the digest", "url": digest_url}]
-    return card
+    # The digest's lookup lists its servers, each linking to its own timeline.
+    return adaptive_card(plain(headline, 200), body, [("Open the digest", digest_url)])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from failover.model import Transition
@@ -144,20 +144,30 @@ def _build(
         ]
         body.append(_text("Verification after the failover", weight="Bolder", spacing="Medium"))
         body.append({"type": "FactSet", "spacing": "Small", "facts": steps})
-    actions: list[dict[str, Any]] = []
-    for title, url in zip(("Open timeline", "Open in Azure portal"), links, strict=True):
-        link = safe_link(url)
-        if link is not None:
-            actions.append({"type": "Action.OpenUrl", "title": title, "url": link})
+    return adaptive_card(
+        headline, body, list(zip(("Open timeline", "Open in Azure portal"), links, strict=True))
+    )
+
+
+def adaptive_card(
+    fallback: str, body: list[dict[str, Any]], actions: Sequence[tuple[str, str | None]] = ()
+) -> dict[str, Any]:
+    """The Adaptive Card every Teams message of the app is: full width, a fallback text, and an
+    `Action.OpenUrl` per (title, url) whose url is safe to link (the others are left out)."""
     card: dict[str, Any] = {
         "$schema": CARD_SCHEMA,
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
-        "fallbackText": headline,
+        "fallbackText": fallback,
         "body": body,
     }
-    if actions:
-        card["actions"] = actions
+    buttons = [
+        {"type": "Action.OpenUrl", "title": title, "url": link}
+        for title, url in actions
+        if (link := safe_link(url)) is not None
+    ]
+    if buttons:
+        card["actions"] = buttons
     card["msteams"] = {"width": "Full"}
     return card
 

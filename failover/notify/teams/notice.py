@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from failover.notify.teams.card import CARD_SCHEMA, CARD_VERSION, plain
+from failover.notify.teams.card import adaptive_card, plain
 
 
 def notice_card(headline: str, text: str, facts: list[tuple[str, str]], *, style: str) -> dict[str, Any]:
@@ -32,11 +32,4 @@ def notice_card(headline: str, text: str, facts: list[tuple[str, str]], *, style
                 "facts": [{"title": plain(k, 40), "value": plain(v, 200)} for k, v in facts[:8]],
             }
         )
-    return {
-        "type": "AdaptiveCard",
-        "$schema": CARD_SCHEMA,
-        "version": CARD_VERSION,
-        "fallbackText": plain(headline, 160),
-        "body": [{"type": "Container", "style": style, "items": items}],
-        "msteams": {"width": "Full"},
-    }
+    return adaptive_card(plain(headline, 160), [{"type": "Container", "style": style, "items": items}])

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from failover.notify.teams.card import CARD_SCHEMA, CARD_VERSION, MAX_CARD_BYTES, card_size, plain, safe_link
+from failover.notify.teams.card import MAX_CARD_BYTES, adaptive_card, card_size, plain
 from failover.presentation import detection_figure, format_duration
 from failover.timeutil import parse_iso
 
@@ -103,17 +103,7 @@ def report_card(
     ]
     if len(checks) > _MAX_FACTS:
         body.append({"type": "TextBlock", "text": f"and {len(checks) - _MAX_FACTS} more", "wrap": True})
-    card: dict[str, Any] = {
-        "$schema": CARD_SCHEMA,
-        "type": "AdaptiveCard",
-        "version": CARD_VERSION,
-        "fallbackText": headline,
-        "body": body,
-        "msteams": {"width": "Full"},
-    }
-    link = safe_link(timeline_url)
-    if link is not None:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open timeline", "url": link}]
+    card = adaptive_card(headline, body, [("Open timeline", timeline_url)])
     if card_size(card) > MAX_CARD_BYTES:
         card.pop("actions", None)
         card["body"] = body[:1]  # the verdict always fits; the details are on the drill's console
