@@ -670,7 +670,8 @@ def _notes(size: Size, one: Phase, four: FourConsumers, load: tuple[float, float
         f"CPU: the consumer processes used {one.cpu / one.window:.2f} (1 consumer) and"
         f" {four.phase.cpu / four.phase.window:.2f} (4) CPU-seconds per second of window, {cost[0]} and"
         f" {cost[1]} of CPU per sample; {four.phase.late:,} samples of the 4-consumer tick started after"
-        " its window had ended (work queued inside the consumers).",
+        " its window had ended (a run keeps sampling while its management API checks or recording"
+        " still run, up to its grace, so that no outage ends unseen).",
         f"Shards: PROBE_SHARD_SIZE = ceil({size.servers} / (4 consumers x 2 shards each)), host.json's"
         " batchSize 1 + newBatchThreshold 1 being 2 shards at once per instance: the fleet in exactly as"
         " many shards as 4 instances run. With 1 consumer the same plan leaves 3 of every 4 shards"
@@ -680,7 +681,8 @@ def _notes(size: Size, one: Phase, four: FourConsumers, load: tuple[float, float
         " started at least 3 s into a window and with room before its end; one in the gap between two"
         " windows is seen at the next tick.",
         f"Probe sessions open on the bulk pair's primary at the end: {four.connections:,} for"
-        f" {size.servers - 1} servers: a consumer keeps the connection of every server it ever watched.",
+        f" {size.servers - 1} servers (each consumer keeps at most 2 x PROBE_SHARD_SIZE + 16, least"
+        " recently watched closed first).",
         f"Everything (4 consumers, Azurite, 4 PostgreSQL nodes, the emulator) shares this machine's"
         f" {os.cpu_count()} cores with other work: 1-minute load average {load[0]:.1f} before the run,"
         f" {load[1]:.1f} after it.",
