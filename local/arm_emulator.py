@@ -83,6 +83,10 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
 class ArmError(Exception):
     """An ARM error answer: status plus ``{"error": {"code", "message"}}``."""
 
@@ -103,8 +107,6 @@ class ReplicaSpec:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    monotonic: float
-    at: datetime
     state: str
     ha_state: str
     primary_zone: str | None
@@ -147,6 +149,10 @@ class EmulatedMaintenance:
         return {"id": event_id, "name": self.event_id, "type": MAINTENANCE_TYPE, "properties": props}
 
 
+def _server_id(subscription_id: str, resource_group: str, name: str) -> str:
+    return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/{SERVER_TYPE}/{name}"
+
+
 def _resource(rid: str, name: str, location: str, sku: str, props: dict[str, Any]) -> dict[str, Any]:
     props.setdefault("fullyQualifiedDomainName", f"{name}.postgres.database.azure.com")
     body = {"id": rid, "name": name, "type": SERVER_TYPE, "location": location, "tags": {}}
@@ -174,8 +180,7 @@ class EmulatedServer:
     history: list[HistoryEntry] = field(default_factory=list)
 
     def sibling_id(self, name: str) -> str:
-        scope = f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-        return f"{scope}/providers/{SERVER_TYPE}/{name}"
+        return _server_id(self.subscription_id, self.resource_group, name)
 
     @property
     def resource_id(self) -> str:
@@ -238,10 +243,7 @@ class Injection:
     pattern: re.Pattern[str]
     status: int | None  # None: answer normally, after `delay`
     remaining: int
-    method: str | None = None
     retry_after: float | None = None
-    code: str | None = None
-    message: str | None = None
     delay: float = 0.0
 
 
@@ -266,24 +268,18 @@ class ArmEmulator:
         self,
         *,
         subscription_id: str,
-        location: str = "eastus",
-        port: int = 0,
-        page_size: int = 50,
         watchdog_interval: float = 0.5,
-        watchdog_failures: int = 3,
         min_phase_seconds: float = 0.0,
         fake_step_seconds: float = 0.2,
-        poll_retry_after: int | None = None,
     ) -> None:
         self.subscription_id = subscription_id
-        self.location = location
-        self.page_size = page_size
+        self.location = "eastus"
+        self.page_size = 50  # tests lower it to see nextLink paging
         self.watchdog_interval = watchdog_interval
-        self.watchdog_failures = watchdog_failures
+        self.watchdog_failures = 3  # failed pings before the health monitor fails a server over
         self.watchdog_enabled = True
         self.min_phase_seconds = min_phase_seconds  # each HA phase lasts this long (pollers see it)
         self.fake_step_seconds = fake_step_seconds  # each failover step of a server with no pair
-        self.poll_retry_after = poll_retry_after  # Retry-After on InProgress polls (None: the client's)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._servers: dict[tuple[str, str], EmulatedServer] = {}
@@ -291,7 +287,7 @@ class ArmEmulator:
         self._injections: list[Injection] = []
         self._requests: list[RecordedRequest] = []
         self._workers: list[threading.Thread] = []
-        self._http = LoopbackServer(self._handle, name="arm-emulator-http", port=port)
+        self._http = LoopbackServer(self._handle, name="arm-emulator-http")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -314,27 +310,14 @@ class ArmEmulator:
                 logger.error("arm emulator: thread %s still running after stop", thread.name)
         self._workers = [t for t in self._workers if t.is_alive()]
 
-    def __enter__(self) -> ArmEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if not self._http.running:
-            raise RuntimeError("the emulator is not started")
-        return self._http.port
-
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._http.base_url
 
     # ------------------------------------------------------------------ servers
 
     def resource_id(self, resource_group: str, name: str) -> str:
-        scope = f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
-        return f"{scope}/providers/{SERVER_TYPE}/{name}"
+        return _server_id(self.subscription_id, resource_group, name)
 
     def add_server(
         self,
@@ -345,7 +328,6 @@ class ArmEmulator:
         ha_mode: str = "ZoneRedundant",
         zones: tuple[str, str] = ("1", "2"),
         replicas: Sequence[str | ReplicaSpec] = (),
-        location: str | None = None,
     ) -> str:
         """Add an emulated server; returns its resource id."""
         if ha_mode not in ("ZoneRedundant", "SameZone", "Disabled"):
@@ -355,7 +337,7 @@ class ArmEmulator:
             subscription_id=self.subscription_id,
             resource_group=resource_group,
             name=name,
-            location=location or self.location,
+            location=self.location,
             ha_mode=ha_mode,
             primary_zone=zones[0],
             standby_zone=None if disabled else (zones[0] if ha_mode == "SameZone" else zones[1]),
@@ -388,9 +370,6 @@ class ArmEmulator:
         self, resource_group: str, name: str, *, reason: str = "update_server", **changes: Any
     ) -> None:
         """Change what the emulator reports (state, ha_state, ha_mode, primary_zone, standby_zone)."""
-        unknown = set(changes) - {"state", "ha_state", "ha_mode", "primary_zone", "standby_zone"}
-        if unknown:
-            raise TypeError(f"update_server cannot change {sorted(unknown)}")
         self._set(
             self.server(resource_group, name), reason, **{k: v for k, v in changes.items() if v is not None}
         )
@@ -403,14 +382,12 @@ class ArmEmulator:
         name: str,
         *,
         start: datetime,
-        duration: timedelta = timedelta(hours=1),
         status: str = "Planned",
         estimated_downtime: str | None = "PT60S",
-        event_id: str | None = None,
     ) -> str:
-        """Announce a maintenance event (as Azure does 5 days ahead); returns its id."""
-        event_id = event_id or f"{uuid.uuid4().hex[:4].upper()}-{uuid.uuid4().hex[:3].upper()}"
-        event = EmulatedMaintenance(event_id, status, start, start + duration, estimated_downtime)
+        """Announce a one-hour maintenance event (as Azure does 5 days ahead); returns its id."""
+        event_id = f"{uuid.uuid4().hex[:4].upper()}-{uuid.uuid4().hex[:3].upper()}"
+        event = EmulatedMaintenance(event_id, status, start, start + timedelta(hours=1), estimated_downtime)
         with self._lock:
             server = self.server(resource_group, name)
             server.maintenance.append(event)
@@ -488,7 +465,7 @@ class ArmEmulator:
         for event in server.maintenance:
             if event.event_id.lower() == event_id.lower():
                 return event
-        raise KeyError(f"server {server.name} has no maintenance event {event_id}")
+        raise ArmError(404, "ResourceNotFound", f"The maintenance event '{event_id}' was not found.")
 
     def wait_for(
         self,
@@ -517,13 +494,7 @@ class ArmEmulator:
             if changes and set(changes) <= {"busy", "failures"}:
                 return
             entry = HistoryEntry(
-                time.monotonic(),
-                _now(),
-                server.state,
-                server.ha_state,
-                server.primary_zone,
-                server.standby_zone,
-                reason,
+                server.state, server.ha_state, server.primary_zone, server.standby_zone, reason
             )
             server.history.append(entry)
         logger.info("arm emulator: server %s: %s", server.name, entry)
@@ -537,25 +508,17 @@ class ArmEmulator:
         count: int = 1,
         *,
         retry_after: float | None = None,
-        method: str | None = None,
-        code: str | None = None,
-        message: str | None = None,
         delay: float = 0.0,
     ) -> None:
         """The next ``count`` requests matching ``path_regex`` get ``status`` and an ARM error body
         (``status=None``: answered normally), after ``delay`` seconds."""
-        method = method.upper() if method else None
-        pattern = re.compile(path_regex, re.IGNORECASE)
+        injection = Injection(re.compile(path_regex, re.IGNORECASE), status, count, retry_after, delay)
         with self._lock:
-            self._injections.append(
-                Injection(pattern, status, count, method, retry_after, code, message, delay)
-            )
+            self._injections.append(injection)
 
-    def inject_delay(
-        self, path_regex: str, seconds: float, count: int = 1, *, method: str | None = None
-    ) -> None:
+    def inject_delay(self, path_regex: str, seconds: float, count: int = 1) -> None:
         """The next ``count`` matching requests are answered normally, but only after ``seconds``."""
-        self.inject(path_regex, None, count, method=method, delay=seconds)
+        self.inject(path_regex, None, count, delay=seconds)
 
     def clear_injections(self) -> None:
         with self._lock:
@@ -570,11 +533,11 @@ class ArmEmulator:
         with self._lock:
             self._requests.clear()
 
-    def _take_injection(self, method: str, path: str) -> Injection | None:
+    def _take_injection(self, path: str) -> Injection | None:
         with self._lock:
             self._injections = [i for i in self._injections if i.remaining > 0]
             for injection in self._injections:
-                if injection.method in (None, method) and injection.pattern.search(path):
+                if injection.pattern.search(path):
                     injection.remaining -= 1
                     return injection
         return None
@@ -592,18 +555,10 @@ class ArmEmulator:
         try:
             status, headers, out = self._route(request, parsed)
         except ArmError as err:
-            status, headers, out = (
-                err.status,
-                dict(err.headers),
-                {"error": {"code": err.code, "message": err.message}},
-            )
+            status, headers, out = err.status, dict(err.headers), _error_body(err.code, err.message)
         except Exception as exc:  # an emulator bug: answer like ARM would, and say so in the log
             logger.exception("arm emulator: %s %s failed", request.method, request.path)
-            status, headers, out = (
-                500,
-                {},
-                {"error": {"code": "InternalServerError", "message": type(exc).__name__}},
-            )
+            status, headers, out = 500, {}, _error_body("InternalServerError", type(exc).__name__)
         kept = {k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")}
         query = request.args.to_dict(flat=False)
         with self._lock:
@@ -618,19 +573,18 @@ class ArmEmulator:
 
     def _route(self, request: Request, body: Any) -> Answer:
         method, path = request.method, request.path
-        injection = self._take_injection(method, path)
+        injection = self._take_injection(path)
         if injection is not None:
             self._stop.wait(injection.delay)
             if injection.status is not None:
                 extra = {} if injection.retry_after is None else {"Retry-After": f"{injection.retry_after:g}"}
-                code = injection.code or HTTPStatus(injection.status).phrase.title().replace(" ", "")
-                text = injection.message or f"Injected failure {injection.status} for {method} {path}."
+                code = HTTPStatus(injection.status).phrase.title().replace(" ", "")
+                text = f"Injected failure {injection.status} for {method} {path}."
                 raise ArmError(injection.status, code, text, extra)
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or len(auth) <= len("Bearer "):
-            raise ArmError(
-                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
-            )
+            message = "Authentication failed. The 'Authorization' header is missing."
+            raise ArmError(401, "AuthenticationFailed", message)
         if not request.args.get("api-version"):
             message = "The api-version query parameter (?api-version=) is required for all requests."
             raise ArmError(400, "MissingApiVersionParameter", message)
@@ -639,14 +593,12 @@ class ArmEmulator:
         except MethodNotAllowed:
             raise ArmError(405, "MethodNotAllowed", f"{method} is not allowed here.") from None
         except NotFound:
-            raise ArmError(
-                404, "InvalidResourceType", f"The resource type could not be found for path '{path}'."
-            ) from None
+            message = f"The resource type could not be found for path '{path}'."
+            raise ArmError(404, "InvalidResourceType", message) from None
         values = dict(matched)
         if values.pop("sub") != self.subscription_id.lower():
-            raise ArmError(
-                404, "SubscriptionNotFound", f"The subscription '{path.split('/')[2]}' could not be found."
-            )
+            message = f"The subscription '{path.split('/')[2]}' could not be found."
+            raise ArmError(404, "SubscriptionNotFound", message)
         answer: Answer = getattr(self, f"_{endpoint}")(request, body, **values)
         return answer
 
@@ -681,12 +633,8 @@ class ArmEmulator:
                 for replica in parent.replicas if parent.resource_group.lower() == rg else ():
                     if replica.name.lower() == name:
                         return None, parent.replica_json(replica)
-        raise ArmError(
-            404,
-            "ResourceNotFound",
-            f"The Resource '{SERVER_TYPE}/{name}' under resource group '{rg}' was not found. "
-            "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
-        )
+        message = f"The Resource '{SERVER_TYPE}/{name}' under resource group '{rg}' was not found."
+        raise ArmError(404, "ResourceNotFound", f"{message} See https://aka.ms/ARMResourceNotFoundFix")
 
     def _get(self, request: Request, body: Any, rg: str, name: str) -> Answer:
         return 200, {}, self._find(rg, name)[1]
@@ -710,12 +658,7 @@ class ArmEmulator:
     def _maintenance(self, request: Request, body: Any, rg: str, name: str, event: str) -> Answer:
         server = self._server_only(rg, name)
         with self._lock:
-            try:
-                return 200, {}, self._maintenance_event(server, event).to_json(server.resource_id)
-            except KeyError:
-                raise ArmError(
-                    404, "ResourceNotFound", f"The maintenance event '{event}' was not found."
-                ) from None
+            return 200, {}, self._maintenance_event(server, event).to_json(server.resource_id)
 
     def _server_only(self, rg: str, name: str) -> EmulatedServer:
         server, _ = self._find(rg, name)
@@ -730,12 +673,7 @@ class ArmEmulator:
                 raise ArmError(404, "OperationNotFound", f"The operation '{op_id}' was not found.")
             done = op.status != "InProgress"
             if kind == "azureasyncoperation":
-                retry = (
-                    {}
-                    if done or self.poll_retry_after is None
-                    else {"Retry-After": str(self.poll_retry_after)}
-                )
-                return 200, retry, op.to_json(request.path)
+                return 200, {}, op.to_json(request.path)
             if not done:
                 return 202, {"Location": self._op_url(op, "operationResults"), "Retry-After": "1"}, None
             if op.status == "Succeeded":
@@ -752,9 +690,8 @@ class ArmEmulator:
     def _restart(self, request: Request, body: Any, rg: str, name: str) -> Answer:
         server, _ = self._find(rg, name)
         if server is None:
-            raise ArmError(
-                400, "OperationNotSupportedOnReplica", "Restart with failover is not supported on a replica."
-            )
+            message = "Restart with failover is not supported on a replica."
+            raise ArmError(400, "OperationNotSupportedOnReplica", message)
         params = body if isinstance(body, dict) else {}
         mode = self._failover_mode(server, params) if params.get("restartWithFailover") is True else None
         with self._lock:
@@ -805,10 +742,12 @@ class ArmEmulator:
             self._workers.append(thread)
         thread.start()
 
-    def _finish(self, op: Operation | None, status: str, error: dict[str, str] | None = None) -> None:
+    def _finish(self, op: Operation | None, failure: str | None = None) -> None:
+        """Succeeded, or Failed with an InternalServerError saying ``failure``."""
+        error = None if failure is None else {"code": "InternalServerError", "message": failure}
         if op is not None:
             with self._lock:
-                op.status, op.error, op.ended_at = status, error, _now()
+                op.status, op.error, op.ended_at = "Succeeded" if error is None else "Failed", error, _now()
 
     def _run_failover(
         self,
@@ -841,7 +780,7 @@ class ArmEmulator:
                 pgpair.failover(pair, mode="planned" if how == "planned" else "forced")
             zones = {"primary_zone": server.standby_zone, "standby_zone": server.primary_zone}
             self._set(server, f"{mode_name}: standby promoted", **zones)
-            self._finish(op, "Succeeded")
+            self._finish(op)
             phase = "rebuilding the standby"
             self._set(server, f"{mode_name}: rebuilding standby", ha_state="ReplicatingData")
             if self._stop.wait(self.min_phase_seconds):
@@ -855,9 +794,7 @@ class ArmEmulator:
                 on_healthy()
         except Exception as exc:
             logger.exception("arm emulator: server %s: %s failed while %s", server.name, mode_name, phase)
-            self._finish(
-                op, "Failed", {"code": "InternalServerError", "message": f"Failover failed while {phase}."}
-            )
+            self._finish(op, f"Failover failed while {phase}.")
             self._set(server, f"{mode_name}: failed while {phase}: {type(exc).__name__}")
         finally:
             self._set(server, "operation over", busy=False, failures=0)
@@ -871,10 +808,10 @@ class ArmEmulator:
             else:
                 self._stop.wait(self.fake_step_seconds)
             self._set(server, "restart done", state="Ready")
-            self._finish(op, "Succeeded")
+            self._finish(op)
         except Exception:
             logger.exception("arm emulator: server %s: restart failed", server.name)
-            self._finish(op, "Failed", {"code": "InternalServerError", "message": "Restart failed."})
+            self._finish(op, "Restart failed.")
             self._set(server, "restart failed", state="Ready")
         finally:
             self._set(server, "restart over", busy=False)

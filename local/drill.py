@@ -125,11 +125,9 @@ class AppClient:
         return list(response.json()["incidents"])
 
     def timeline_url(self, incident_id: str | None) -> str | None:
-        return (
-            None
-            if incident_id is None
-            else f"{self.base_url}/api/incidents/{quote(incident_id, safe='')}/timeline"
-        )
+        if incident_id is None:
+            return None
+        return f"{self.base_url}/api/incidents/{quote(incident_id, safe='')}/timeline"
 
     def incident(self, incident_id: str) -> dict[str, Any]:
         response = self.get(f"incidents/{quote(incident_id, safe='')}")
@@ -330,9 +328,10 @@ def _forced_failover(
     degraded = azure.resource_health(
         "Degraded", resource_id=rid, at=started + timedelta(seconds=1), cause="UserInitiated", title=title
     )
-    fired = azure.is_db_alive(
-        resource_id=rid, alert_id=alert_id, fired=started + timedelta(seconds=2), resolved=None
+    alive = partial(
+        azure.is_db_alive, resource_id=rid, alert_id=alert_id, fired=started + timedelta(seconds=2)
     )
+    fired = alive(resolved=None)
     sender.send([degraded, fired, degraded])
     failover.join(timeout=180)
     done = now()
@@ -341,12 +340,7 @@ def _forced_failover(
         [
             azure.activity_log("Succeeded", resource_id=rid, at=done, mode=mode, operation_id=operation),
             azure.resource_action_success(resource_id=rid, at=done, operation_id=operation),
-            azure.is_db_alive(
-                resource_id=rid,
-                alert_id=alert_id,
-                fired=started + timedelta(seconds=2),
-                resolved=done + timedelta(seconds=3),
-            ),
+            alive(resolved=done + timedelta(seconds=3)),
             azure.resource_health(
                 "Available", resource_id=rid, at=done + timedelta(seconds=4), cause=None, title="Available"
             ),
@@ -482,11 +476,8 @@ def _verify(report: Report, *, expected_cause: str, drill: bool) -> None:
     measured = incident.get("write_downtime_seconds")
     if drill and report.client_gap is not None:
         close = measured is not None and abs(measured - report.client_gap) <= DOWNTIME_TOLERANCE
-        report.check(
-            "client-observed downtime",
-            close,
-            f"app measured {_seconds(measured)}, drill client {report.client_gap:.2f} s (tolerance 1 s)",
-        )
+        detail = f"app measured {_seconds(measured)}, drill client {report.client_gap:.2f} s (tolerance 1 s)"
+        report.check("client-observed downtime", close, detail)
     else:
         report.check("client-observed downtime measured", measured is not None, _seconds(measured))
     if drill:
@@ -499,16 +490,10 @@ def _verify(report: Report, *, expected_cause: str, drill: bool) -> None:
         )
         failed = [s for s in incident.get("verification") or [] if s["status"] == "failed"]
         told = [c for c in report.cards if VERIFICATION_CARD in json.dumps(c)]
-        report.check(
-            "Teams cards: one per transition",
-            1 <= len(report.cards) - len(told) <= 3,
-            f"{len(report.cards) - len(told)} cards",
-        )
-        report.check(
-            "verification failures: one card",
-            len(told) == (1 if failed else 0),
-            f"{len(told)} card(s) for {len(failed)} failed step(s)",
-        )
+        cards = len(report.cards) - len(told)
+        report.check("Teams cards: one per transition", 1 <= cards <= 3, f"{cards} cards")
+        detail = f"{len(told)} card(s) for {len(failed)} failed step(s)"
+        report.check("verification failures: one card", len(told) == (1 if failed else 0), detail)
     sent = [n for n in incident.get("notifications", []) if n["status"] == "done"]
     report.check("notifications delivered", bool(sent), ", ".join(n["transition"] for n in sent) or "none")
     if drill:  # Azure rebuilds a real standby in minutes: a game day prints the steps, as decided so far

@@ -173,6 +173,12 @@ def _run(tool: str, *args: str, timeout: float, check: bool = True) -> str:
     return output
 
 
+def _pg_ctl(node: PgNode, action: str, *args: str, timeout: float) -> str:
+    """``pg_ctl <action>`` on one node, waiting at most ``timeout`` (the process a little longer)."""
+    argv = (action, "-w", "-t", str(int(timeout)), "-D", str(node.data_dir), *args)
+    return _run("pg_ctl", *argv, timeout=timeout + 5)
+
+
 def _chown_postgres(path: Path) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam(PG_OS_USER)
@@ -248,18 +254,7 @@ def start_node(pair: PgPair, node: PgNode, *, timeout: float = 30) -> None:
     logger.info("pgpair: starting node %s on port %d", node.name, node.port)
     pair.stopped = False
     try:
-        _run(
-            "pg_ctl",
-            "start",
-            "-w",
-            "-t",
-            str(int(timeout)),
-            "-D",
-            str(node.data_dir),
-            "-l",
-            str(node.log_file),
-            timeout=timeout + 5,
-        )
+        _pg_ctl(node, "start", "-l", str(node.log_file), timeout=timeout)
     except PgPairError as exc:
         try:
             tail = "\n".join(node.log_file.read_text(errors="replace").splitlines()[-15:])
@@ -277,18 +272,7 @@ def stop_node(
     logger.info("pgpair: stopping node %s (port %d) mode=%s", node.name, node.port, mode)
     for how, seconds in ((mode, timeout), ("immediate", 10)):
         try:
-            _run(
-                "pg_ctl",
-                "stop",
-                "-w",
-                "-t",
-                str(int(seconds)),
-                "-m",
-                how,
-                "-D",
-                str(node.data_dir),
-                timeout=seconds + 5,
-            )
+            _pg_ctl(node, "stop", "-m", how, timeout=seconds)
             return
         except PgPairError as exc:
             logger.warning("pgpair: %s stop of node %s failed: %s", how, node.name, exc)
@@ -299,10 +283,9 @@ def stop_node(
 def _kill_postmaster(node: PgNode) -> None:
     try:
         pid = int((node.data_dir / "postmaster.pid").read_text().splitlines()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError, IndexError):
         return
-    if str(node.data_dir) not in cmdline:
+    if str(node.data_dir) not in _cmdline(Path(f"/proc/{pid}")):
         return  # not ours (a recycled pid): never kill it
     logger.warning("pgpair: killing postmaster %d of node %s", pid, node.name)
     with contextlib.suppress(ProcessLookupError):
@@ -374,28 +357,22 @@ def _wait_streaming(pair: PgPair, *, sync: bool, timeout: float = 30) -> None:
 # --------------------------------------------------------------------------- pair lifecycle
 
 _BASE_CONF = """
-# ---- pgpair (local/pgpair.py) ----
+# ---- pgpair (local/pgpair.py); PostgreSQL 15 defaults are not repeated ----
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '{socket_dir}'
 unix_socket_permissions = 0700
 max_connections = 40
 shared_buffers = 16MB
-wal_level = replica
 max_wal_senders = 5
 max_replication_slots = 5
 wal_keep_size = 64MB
 wal_log_hints = on
-hot_standby = on
 hot_standby_feedback = on
 wal_receiver_status_interval = 1s
 wal_retrieve_retry_interval = 500ms
-synchronous_commit = on
 fsync = off
-full_page_writes = on
-password_encryption = scram-sha-256
 log_line_prefix = '%m [%p] %q%a '
 log_min_messages = warning
-log_connections = off
 timezone = 'UTC'
 include_if_exists = '{node_conf}'
 """
@@ -435,21 +412,19 @@ def _make_socket_dir(base_dir: Path) -> tuple[Path, bool]:
     return candidate, owned
 
 
-def start_pair(base_dir: Path, *, ports: tuple[int, int] | None = None, password: str) -> PgPair:
+def start_pair(base_dir: Path, *, password: str) -> PgPair:
     """Create and start a primary and a synchronous hot standby under ``base_dir``.
 
-    ``base_dir`` must be new or empty. Ports default to two free loopback ports. The ``app``
+    ``base_dir`` must be new or empty; the nodes listen on two free loopback ports. The ``app``
     database and login role (SCRAM, ``password``) are created on the primary. Returns when the
     standby streams synchronously (bounded).
     """
     if not password:
         raise PgPairError("a password for the app role is required")
-    if ports is not None and (ports[0] == ports[1] or 5432 in ports):
-        raise PgPairError("ports must be two distinct ports other than 5432")
     started = time.monotonic()
     base_dir = _prepare_base_dir(base_dir)
     socket_dir, owns_socket_dir = _make_socket_dir(base_dir)
-    port_a, port_b = ports if ports is not None else (free_port(), free_port())
+    port_a, port_b = free_port(), free_port()
     while port_b == port_a:
         port_b = free_port()
     a = PgNode("a", port_a, base_dir / "node_a", base_dir / "node_a.log")
@@ -468,12 +443,8 @@ def start_pair(base_dir: Path, *, ports: tuple[int, int] | None = None, password
         logger.exception("pgpair: start failed under %s; stopping what was started", base_dir)
         stop_pair(pair)
         raise
-    logger.info(
-        "pgpair: pair started in %.1fs: primary port %d, sync standby port %d",
-        time.monotonic() - started,
-        a.port,
-        b.port,
-    )
+    elapsed = time.monotonic() - started
+    logger.info("pgpair: pair started in %.1fs: primary port %d, standby port %d", elapsed, a.port, b.port)
     return pair
 
 
@@ -510,15 +481,8 @@ def _basebackup(pair: PgPair, *, source: PgNode, target: PgNode) -> None:
     conn = (
         f"host={pair.socket_dir} port={source.port} user={SUPERUSER} application_name={target.cluster_name}"
     )
-    _run(
-        "pg_basebackup",
-        "-d",
-        conn,
-        "-D",
-        str(target.data_dir),
-        *["-R", "-X", "stream", "-c", "fast", "--no-sync"],
-        timeout=120,
-    )
+    flags = ("-R", "-X", "stream", "-c", "fast", "--no-sync")
+    _run("pg_basebackup", "-d", conn, "-D", str(target.data_dir), *flags, timeout=120)
     _write_node_conf(target)
 
 
@@ -543,7 +507,7 @@ def promote_standby(pair: PgPair, *, timing: FailoverTiming | None = None) -> Fa
             raise PgPairError(f"cannot promote node {new.name}: it is not running")
         logger.info("pgpair: promoting node %s (port %d)", new.name, new.port)
         timing.mark("promote_requested")
-        _run("pg_ctl", "promote", "-w", "-t", "30", "-D", str(new.data_dir), timeout=35)
+        _pg_ctl(new, "promote", timeout=30)
         _wait(f"node {new.name} to leave recovery", lambda: not _in_recovery(pair, new), timeout=30)
         timing.mark("promoted")
         # The promoted standby copied synchronous_standby_names='*' from the old primary: with no
@@ -655,12 +619,14 @@ def pair_processes(pair: PgPair) -> list[int]:
     markers = [str(n.data_dir) for n in pair.nodes] + [f"postgres: {n.cluster_name}:" for n in pair.nodes]
     found: list[int] = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmdline for m in markers):
+        if entry.name.isdigit() and any(m in _cmdline(entry) for m in markers):
             found.append(int(entry.name))
     return found
+
+
+def _cmdline(proc: Path) -> str:
+    """A process's command line from its ``/proc/<pid>`` directory ("" once it is gone)."""
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

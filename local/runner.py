@@ -275,14 +275,10 @@ class _QueueListener:
             self._bound(_queue_message(message, body))
         except Exception:
             renewal.stop()
-            logger.exception(
-                "function %s failed on message %s (dequeue count %d)",
-                self._bound.name,
-                message.id,
-                message.dequeue_count,
-            )
-            if message.dequeue_count >= options.max_dequeue_count:
-                self._to_poison(message, f"failed {message.dequeue_count} times")
+            name, count = self._bound.name, message.dequeue_count
+            logger.exception("function %s failed on message %s (dequeue count %d)", name, message.id, count)
+            if count >= options.max_dequeue_count:
+                self._to_poison(message, f"failed {count} times")
             else:
                 retry = int(options.visibility_timeout.total_seconds())
                 self._client.update_message(message.id, renewal.pop_receipt, visibility_timeout=retry)
@@ -389,16 +385,6 @@ def _response_from(result: object, function_name: str) -> Response:
     return Response(result.get_body(), status=int(result.status_code), headers=headers)
 
 
-_EVENT_FIELDS = {
-    "id": "id",
-    "data": "data",
-    "topic": "topic",
-    "subject": "subject",
-    "event_type": "eventType",
-    "data_version": "dataVersion",
-}.items()
-
-
 def _event_grid_event(raw: Mapping[str, Any]) -> func.EventGridEvent:
     """The binding the worker builds; a missing field arrives as None (the function judges the event)."""
     when = raw.get("eventTime")
@@ -408,7 +394,8 @@ def _event_grid_event(raw: Mapping[str, Any]) -> func.EventGridEvent:
         text = re.sub(r"(\.\d{6})\d+", r"\1", when.strip()).replace("Z", "+00:00")
         with contextlib.suppress(ValueError):
             event_time = datetime.fromisoformat(text)
-    fields: dict[str, Any] = {k: raw.get(key) for k, key in _EVENT_FIELDS}
+    fields: dict[str, Any] = {k: raw.get(k) for k in ("id", "data", "topic", "subject")}
+    fields.update(event_type=raw.get("eventType"), data_version=raw.get("dataVersion"))
     return func.EventGridEvent(event_time=event_time, **fields)
 
 
@@ -538,12 +525,9 @@ class FunctionHost:
         )
 
     def _rule(self, name: str, bound: _Bound) -> Rule:
-        rule = Rule(
-            _route_rule(bound.trigger.route or name), endpoint=name, methods=sorted(self._methods(bound))
-        )
-        rule.methods = set(
-            self._methods(bound)
-        )  # Werkzeug adds HEAD to GET; the host serves what is declared
+        methods = self._methods(bound)
+        rule = Rule(_route_rule(bound.trigger.route or name), endpoint=name, methods=sorted(methods))
+        rule.methods = set(methods)  # Werkzeug adds HEAD to GET; the host serves what is declared
         return rule
 
     @staticmethod

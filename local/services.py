@@ -157,13 +157,8 @@ class LocalRedisCluster:
         deadline = time.monotonic() + seconds
         pending = list(self.ports)
         while pending and time.monotonic() < deadline:
-            answer = subprocess.run(
-                [cli, "-h", "127.0.0.1", "-p", str(pending[0]), "cluster", "info"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            ).stdout
+            argv = [cli, "-h", "127.0.0.1", "-p", str(pending[0]), "cluster", "info"]
+            answer = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False).stdout
             if "cluster_state:ok" in answer:
                 pending.pop(0)
             else:
@@ -204,16 +199,10 @@ class LocalServices:
         if not port_open(port):
             workdir = tempfile.mkdtemp(prefix="azurite-")
             self.temp_dirs.append(workdir)
+            where = [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
             flags = ["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck"]
             process = subprocess.Popen(
-                [
-                    str(azurite_binary(service)),
-                    f"--{service}Host",
-                    "127.0.0.1",
-                    f"--{service}Port",
-                    str(port),
-                    *flags,
-                ],
+                [str(azurite_binary(service)), *where, *flags],
                 cwd=workdir,  # in-memory mode refuses --location; keep any stray file out of the tree
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -90,7 +90,7 @@ class TeamsSink:
         self._workflow = secrets.token_hex(16)
         self._script: deque[SinkResponse] = deque()
         self._received: list[Received] = []
-        self._arrived = threading.Condition()
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = LoopbackServer(self._handle, name="teams-sink", port=port)
 
@@ -130,7 +130,7 @@ class TeamsSink:
 
     def script(self, responses: Iterable[ScriptItem]) -> None:
         """Answer the next requests with these, in order; afterwards answer 202."""
-        with self._arrived:
+        with self._lock:
             self._script.extend(_as_response(item) for item in responses)
 
     def hang(self, seconds: float, *, then: int = 202) -> None:
@@ -139,7 +139,7 @@ class TeamsSink:
 
     @property
     def received(self) -> list[Received]:
-        with self._arrived:
+        with self._lock:
             return list(self._received)
 
     @property
@@ -147,13 +147,8 @@ class TeamsSink:
         """The requests answered with a 2xx."""
         return [r for r in self.received if 200 <= r.status < 300]
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
-        """Wait until at least `count` requests arrived (bounded)."""
-        with self._arrived:
-            return self._arrived.wait_for(lambda: len(self._received) >= count, timeout)
-
     def clear(self) -> None:
-        with self._arrived:
+        with self._lock:
             self._received.clear()
             self._script.clear()
 
@@ -164,7 +159,7 @@ class TeamsSink:
             return _error(404, "NotFound")
         if request.args.getlist("sig") != [self._secret]:
             return _error(401, "DirectApiAuthorizationRequired")
-        with self._arrived:
+        with self._lock:
             scripted = self._script.popleft() if self._script else None
         if scripted is None and parsed is None:
             return _error(400, "InvalidRequestContent")
@@ -180,9 +175,8 @@ class TeamsSink:
         if request.method == "POST":
             path = request.full_path if request.query_string else request.path
             seen = Received("POST", path, Headers(request.headers), body, parsed, answer.status, arrived)
-            with self._arrived:
+            with self._lock:
                 self._received.append(seen)
-                self._arrived.notify_all()
             logger.info("teams sink: %s answered %d", "card" if seen.card else "request", answer.status)
         if answer.delay > 0:
             self._stopping.wait(answer.delay)
