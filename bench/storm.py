@@ -62,7 +62,7 @@ DIGEST_REGION = "westeurope"
 TARGET_POSTS = 10
 TARGET_PEAK = 1  # posts per second per channel
 STORE_OPS = (
-    "read_for_signal", "schedule_effects", "schedule_settle", "commit", "read_state", "get_effect",
+    "read_for_signal", "schedule_work", "commit", "read_state", "get_effect",
     "replace_effect", "finish_work", "move_work", "record_notification", "upsert_day", "get_incident",
     "due_work", "effects_of", "timeline", "save_publication",
 )  # fmt: skip
@@ -675,11 +675,7 @@ def _trip_stats(run: StormRun) -> dict[str, float]:
     """Recording-path round trips per signal; outbox pointer writes apart; conflict-free signals apart."""
     records = run.instrument.records
     trips = run.instrument.trips
-    outbox = sum(
-        n
-        for (phase, op), n in trips.items()
-        if phase == "record" and op in ("schedule_effects", "schedule_settle")
-    )
+    outbox = sum(n for (phase, op), n in trips.items() if phase == "record" and op == "schedule_work")
     record_total = sum(n for (phase, _), n in trips.items() if phase == "record")
     reads = sum(n for (phase, op), n in trips.items() if phase == "record" and op == "read_for_signal")
     commits = sum(n for (phase, op), n in trips.items() if phase == "record" and op == "commit")

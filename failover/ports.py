@@ -255,17 +255,12 @@ class IncidentStore(Protocol):
         effects: Iterable[Effect] = (),
     ) -> None: ...
 
-    def schedule_effects(
+    def schedule_work(
         self, effects: Iterable[Effect], *, now: datetime, checks: Sequence[Check] = ()
     ) -> list[WorkItem]:
-        """Pointers to new effects (due now) and to the checks a decision owes, in one write; the
-        work items returned are the effects'. Written before the commit that creates the effects."""
-        ...
-
-    def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None: ...
-
-    def schedule_verify(self, server: str, incident_id: str, due: datetime, *, now: datetime) -> None:
-        """A `verify` work item for the incident at `due` (post-failover verification)."""
+        """Outbox pointers to new effects (due now) and to checks the sweeper owes (settle a server,
+        verify an incident), in one write; the work items returned are the effects'. Written before
+        the commit that creates the effects."""
         ...
 
     def side_rows(self) -> SideRows:

@@ -315,9 +315,8 @@ class Responder:
             run = verifying.run(incident)
             looked = 1
             if run.record.next_at is not None:
-                self.store.schedule_verify(
-                    item.server, item.incident_id, run.record.next_at, now=self.clock()
-                )
+                again = Check("verify", item.server, run.record.next_at, item.incident_id)
+                self.store.schedule_work((), now=self.clock(), checks=[again])
         self.store.finish_work([item])
         return looked
 
@@ -490,7 +489,7 @@ class Responder:
         effects = fx.effects_for(decision, now=now, runs=self.integrations.runs())
         state = decision.state
         checks = self._checks(decision, before, now)
-        work = self.store.schedule_effects(effects, now=now, checks=checks) if effects or checks else []
+        work = self.store.schedule_work(effects, now=now, checks=checks) if effects or checks else []
         self.store.commit(
             state,
             etag,

@@ -135,21 +135,13 @@ class MemoryStore:
 
     # --- outbox -------------------------------------------------------------------------------
 
-    def schedule_effects(
+    def schedule_work(
         self, effects: Iterable[Effect], *, now: datetime, checks: Sequence[Check] = ()
     ) -> list[WorkItem]:
         entities = codec.outbox_entities(effects, checks, now=now)
-        self._enter("schedule_effects")
+        self._enter("schedule_work")
         self._upsert_all(entities)
         return [codec.work_item(e) for e in entities if e["kind"] == "effect"]
-
-    def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None:
-        self._enter("schedule_settle")
-        self._upsert_all([codec.settle_check_entity(server, due, now=now)])
-
-    def schedule_verify(self, server: str, incident_id: str, due: datetime, *, now: datetime) -> None:
-        self._enter("schedule_verify")
-        self._upsert_all([codec.verify_check_entity(server, incident_id, due, now=now)])
 
     def side_rows(self) -> SideRows:
         """Rows beside the incidents (verification steps, digests, post slots), with this store's

@@ -598,20 +598,17 @@ def parse_effect_key(row_key: str) -> tuple[Transition, EffectName] | None:
         return None
 
 
-def settle_check_entity(server: str, due: datetime, *, now: datetime) -> dict[str, Any]:
-    """A pointer asking the sweeper to settle the server when an incident may resolve or go stale."""
-    return _outbox(server, f"settle~{sortable(due)}", due, now=now, kind="resolve", incident_id="")
-
-
-def verify_check_entity(server: str, incident_id: str, due: datetime, *, now: datetime) -> dict[str, Any]:
-    """A pointer asking the sweeper to verify an incident's new topology (`failover.verifying`)."""
-    return _outbox(server, f"verify~{incident_id}", due, now=now, kind="verify", incident_id=incident_id)
-
-
 def check_entity(check: Check, *, now: datetime) -> dict[str, Any]:
+    """A pointer asking the sweeper to settle the server when an incident may resolve or go stale,
+    or to verify an incident's new topology (`failover.verifying`)."""
     if check.kind == "verify":
-        return verify_check_entity(check.server, check.incident_id, check.due, now=now)
-    return settle_check_entity(check.server, check.due, now=now)
+        row_key = f"verify~{check.incident_id}"
+        return _outbox(
+            check.server, row_key, check.due, now=now, kind="verify", incident_id=check.incident_id
+        )
+    return _outbox(
+        check.server, f"settle~{sortable(check.due)}", check.due, now=now, kind="resolve", incident_id=""
+    )
 
 
 def outbox_entities(

@@ -187,19 +187,13 @@ class TableStore:
 
     # --- outbox -------------------------------------------------------------------------------
 
-    def schedule_effects(
+    def schedule_work(
         self, effects: Iterable[Effect], *, now: datetime, checks: Sequence[Check] = ()
     ) -> list[WorkItem]:
         """Pointers to new effects (due now) and to the decision's checks, in one transaction."""
         entities = codec.outbox_entities(effects, checks, now=now)
         self._add_outbox(entities)
         return [codec.work_item(e) for e in entities if e["kind"] == "effect"]
-
-    def schedule_settle(self, server: str, due: datetime, *, now: datetime) -> None:
-        self._add_outbox([codec.settle_check_entity(server, due, now=now)])
-
-    def schedule_verify(self, server: str, incident_id: str, due: datetime, *, now: datetime) -> None:
-        self._add_outbox([codec.verify_check_entity(server, incident_id, due, now=now)])
 
     def side_rows(self) -> SideRows:
         """Rows beside the incidents in the same table (verification steps, digests, post slots),

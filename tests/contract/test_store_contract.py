@@ -129,7 +129,7 @@ def test_a_decisions_effects_and_checks_are_one_outbox_write(any_store):
         Check("verify", "pg-prod-01", T0, incident_id),
     ]
     before = any_store.round_trips
-    work = any_store.schedule_effects([effect], now=T0, checks=checks)
+    work = any_store.schedule_work([effect], now=T0, checks=checks)
     assert any_store.round_trips - before == 1
     assert [w.kind for w in work] == ["effect"]
     due = any_store.due_work(T0 + timedelta(minutes=6), 10)
@@ -145,8 +145,8 @@ def test_outbox_work_is_found_when_due_moved_and_finished(any_store):
     effect = Effect(
         decision.incident.incident_id, "pg-prod-01", Transition.OPENED, EffectName.TEAMS_CARD, created_at=T0
     )
-    (item,) = any_store.schedule_effects([effect], now=T0)
-    any_store.schedule_settle("pg-prod-01", T0 + timedelta(minutes=5), now=T0)
+    (item,) = any_store.schedule_work([effect], now=T0)
+    any_store.schedule_work((), now=T0, checks=[Check("settle", "pg-prod-01", T0 + timedelta(minutes=5))])
     assert [w.kind for w in any_store.due_work(T0, 10)] == ["effect"]
     assert sorted(w.kind for w in any_store.due_work(T0 + timedelta(minutes=6), 10)) == ["effect", "settle"]
     moved = any_store.move_work(item, T0 + timedelta(minutes=10), now=T0)
@@ -241,7 +241,9 @@ def test_side_rows_insert_once_replace_under_etag_and_query_by_prefix(any_store)
 
 def test_verify_work_is_found_when_due_and_gone_once_finished(any_store):
     incident_id = "pg-prod-01~20261125T071602Z"
-    any_store.schedule_verify("pg-prod-01", incident_id, T0 + timedelta(seconds=2), now=T0)
+    any_store.schedule_work(
+        (), now=T0, checks=[Check("verify", "pg-prod-01", T0 + timedelta(seconds=2), incident_id)]
+    )
     assert any_store.due_work(T0, 10) == []
     (item,) = any_store.due_work(T0 + timedelta(seconds=2), 10)
     assert (item.kind, item.server, item.incident_id, item.name) == (

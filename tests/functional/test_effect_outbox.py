@@ -61,7 +61,7 @@ def test_a_leased_effect_keeps_its_pointer_and_runs_once_the_lease_expires():
     store.replace_effect(
         replace(effect, status=EffectStatus.RUNNING, lease_until=clock.now + timedelta(minutes=5)), etag
     )
-    store.schedule_effects([replace(effect, next_attempt_at=clock.now)], now=clock.now)
+    store.schedule_work([replace(effect, next_attempt_at=clock.now)], now=clock.now)
     cache.fail_on.clear()
     clock.advance(5 * 60 - 1)  # the pointer is older than the dangling age; the lease is live a second more
     report = responder.sweep()
@@ -92,7 +92,7 @@ def test_one_failing_item_never_stops_a_sweeper_run():
         assert state is not None
         (record,) = state.records
         found = _effect(store, server, record.incident_id)
-        store.schedule_effects([replace(found[0], status=EffectStatus.PENDING)], now=clock.now)
+        store.schedule_work([replace(found[0], status=EffectStatus.PENDING)], now=clock.now)
         store.replace_effect(
             replace(found[0], status=EffectStatus.PENDING, next_attempt_at=clock.now), found[1]
         )

@@ -19,6 +19,7 @@ from failover import lookups
 from failover.model import EffectName, EffectStatus, Transition
 from failover.notify.http import JsonPoster
 from failover.notify.registry import build_channels
+from failover.ports import Check
 from local.teams_sink import SinkResponse, TeamsSink
 from tests.builders import T0
 from tests.integration import app_harness as app
@@ -303,7 +304,7 @@ def test_the_webhook_url_never_leaks(make_runtime, sink, caplog):
 
 def test_removing_a_pointer_twice_is_harmless(make_runtime, clock):
     rt = make_runtime()
-    rt.store.schedule_settle("pg-prod-01", clock.now, now=clock.now)
+    rt.store.schedule_work((), now=clock.now, checks=[Check("settle", "pg-prod-01", clock.now)])
     work = rt.store.due_work(clock.now, 10)
     assert len(work) == 1
     rt.store.finish_work(work)
