@@ -27,7 +27,7 @@ from failover.errors import ConcurrencyConflictError, NotifierError, NotifierUna
 from failover.model import Incident
 from failover.notify.channel import Channel
 from failover.notify.teams.card import envelope
-from failover.ports import Clock, SideRows
+from failover.ports import Clock, SideRows, swap_row
 from failover.timeutil import iso, parse_iso
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ class ChannelPacer:
             return allowed
         entity = {"PartitionKey": PACE_PARTITION, "RowKey": key, "last": iso(now)}
         try:
-            if found is None:
-                self.rows.insert(entity)
-            else:
-                self.rows.replace(entity, found[1])
+            swap_row(self.rows, entity, found)
         except ConcurrencyConflictError:
             return now + dg.MIN_POST_GAP  # another worker took this slot
         return None
@@ -145,7 +142,7 @@ class ZoneDigest:
         if self.pacer.claim(name, target) is not None:
             return 0  # this channel posted within the last second: the next flush sends it
         try:
-            etag = self.rows.insert(claim) if found is None else self.rows.replace(claim, found[1])
+            etag = swap_row(self.rows, claim, found)
         except ConcurrencyConflictError:
             return 0  # another worker claimed this card
         try:

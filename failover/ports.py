@@ -1,7 +1,9 @@
 """Ports: the shapes the core expects from the outside world, and the values crossing them.
 
-Layer: pure core. Protocols and plain values only; adapters in `failover.adapters` implement
-them against real services, tests implement them with fakes. Nothing here does I/O.
+Layer: pure core. Protocols and plain values, plus `swap_row`, the one way use cases write a side
+row over what they read (it only calls the port it is given); adapters in `failover.adapters`
+implement the protocols against real services, tests implement them with fakes. Nothing here does
+I/O of its own.
 """
 
 from __future__ import annotations
@@ -392,3 +394,9 @@ class SideRows(Protocol):
     def upsert(self, entity: Mapping[str, Any]) -> None: ...
 
     def query(self, partition: str, prefix: str, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+
+def swap_row(rows: SideRows, entity: Mapping[str, Any], found: tuple[dict[str, Any], str] | None) -> str:
+    """Write `entity` over what `rows.get` found: insert when there was nothing, else replace under
+    that read's ETag. `ConcurrencyConflictError` when another writer got there first."""
+    return rows.insert(entity) if found is None else rows.replace(entity, found[1])

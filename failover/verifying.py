@@ -21,7 +21,7 @@ from typing import Any
 from failover import verification as v
 from failover.errors import ConcurrencyConflictError, FailoverError
 from failover.model import Incident
-from failover.ports import Clock, DatabaseVerifier, ServerInspector, SideRows
+from failover.ports import Clock, DatabaseVerifier, ServerInspector, SideRows, swap_row
 from failover.timeutil import iso, parse_iso
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,7 @@ class Verifying:
                 after = VerificationRecord(steps, None, card_sent=True)
             entity = _entity(incident.server, incident.incident_id, after)
             try:
-                if found is None:
-                    self.rows.insert(entity)
-                else:
-                    self.rows.replace(entity, found[1])
+                swap_row(self.rows, entity, found)
             except ConcurrencyConflictError:
                 continue  # another worker verified meanwhile: read its steps and go again
             self._log(incident, before, after)
