@@ -225,3 +225,13 @@ def redis_backend_fixture(request: pytest.FixtureRequest) -> Iterator[RedisBacke
     backend.flush()
     yield backend
     backend.close()
+
+
+def next_message(pubsub: Any, timeout: float = 3.0) -> dict[str, Any] | None:
+    """The next message a subscriber receives within `timeout` seconds (None: none came)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            return dict(message)
+    return None

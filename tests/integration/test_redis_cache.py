@@ -7,7 +7,6 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 import redis
@@ -22,7 +21,11 @@ from failover.adapters.redis_cache import (
 from failover.errors import CacheUnavailableError, ConfigError, PermanentError
 from failover.model import Topology
 from local.services import LocalRedisCluster
-from tests.integration.redis_fixtures import RedisServer, redis_server_fixture  # noqa: F401  (fixture)
+from tests.integration.redis_fixtures import (  # noqa: F401  (fixture)
+    RedisServer,
+    next_message,
+    redis_server_fixture,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,15 +67,6 @@ def client_for(
             retries=retries,
         )
     )
-
-
-def next_message(pubsub, timeout: float = 3.0) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-        if message is not None:
-            return dict(message)
-    return None
 
 
 def test_publish_writes_the_hash_sets_the_epoch_and_announces_it(redis_server):

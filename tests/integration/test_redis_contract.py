@@ -8,7 +8,6 @@ clustered), so the cluster runs use `redis.cluster.RedisCluster`.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +21,7 @@ from failover.reconcile import Publication, reconcile
 from failover.service import Integrations, Responder
 from tests.integration.redis_fixtures import (  # noqa: F401  (fixtures)
     RedisBackend,
+    next_message,
     redis_backend_fixture,
     redis_cluster_fixture,
 )
@@ -77,15 +77,6 @@ def responder_on(store: Any, backend: RedisBackend, clock: Any) -> tuple[Respond
     """A Responder recording into `store` whose Redis effects and writes go to `backend`."""
     cache = cache_on(backend)
     return Responder(store=store, clock=clock, policy=Policy(), integrations=Integrations(cache=cache)), cache
-
-
-def next_message(pubsub: Any, timeout: float = 3.0) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-        if message is not None:
-            return dict(message)
-    return None
 
 
 def test_auto_detection_picks_the_cluster_client_on_a_cluster(redis_backend):
