@@ -14,6 +14,7 @@ from typing import Any
 from failover import effects as fx
 from failover.adapters.memory_store import MemoryStore
 from failover.adapters.redis_cache import CacheConfigError
+from failover.errors import CacheUnavailableError
 from failover.incidents import Policy
 from failover.model import Effect, EffectName, EffectStatus, SignalKind, Topology, Transition
 from failover.notify.pipeline import NotifyPipeline
@@ -133,3 +134,18 @@ def test_an_effect_the_deployment_does_not_run_gets_no_row_pointer_or_run():
     assert names == {EffectName.NOTIFY_TEAMS, EffectName.DAY_INDEX}
     left = store.due_work(clock.now + timedelta(days=1), 100)
     assert len(teams.sent) == 1 and [w.kind for w in left] == ["settle"]  # the resolution check only
+
+
+def test_a_topology_change_redis_refused_at_once_is_written_by_the_next_sweep():
+    """Issue 12: a change no transition carries is published at once; when Redis is down then, the
+    recording still succeeds and the sweeper's reconciliation writes it from the publication index."""
+    cache = MemoryCache(fail_on={"pg-prod-01": CacheUnavailableError("redis unreachable (ConnectionError)")})
+    responder, store, _ = _responder(cache)
+    view = {"primary_zone": "1", "standby_zone": "2", "ha_state": "Healthy"}
+    assert responder.save_probe_facts("pg-prod-01", view=view, observed_at=T0)  # the record is kept
+    assert cache.versions == {}  # Redis refused the immediate write
+    cache.fail_on.clear()
+    report = responder.sweep()
+    state, _ = store.read_state("pg-prod-01")
+    assert state is not None and report.reconciled == 1
+    assert cache.versions == {"pg-prod-01": state.topology_version}

@@ -285,6 +285,39 @@ def test_entra_token_provider_caches_until_near_expiry():
     assert provider("a") == "token-1" and provider("a") == "token-2"
 
 
+def _probe_sessions(pair, password) -> int:
+    with _admin(pair, password) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_sessions_evicted_under_concurrent_checks_are_never_left_open(pg_pair, pg_password):
+    """Eviction never closes a session a check is using (every check succeeds), and `close()` still
+    reaches every session the probe opened while four threads churned through more servers than
+    it keeps."""
+    probe = _probe(pg_pair.conninfo(), pg_password, max_sessions=2)
+    servers = [f"pg-churn-{n}" for n in range(5)]
+    results: list[bool] = []
+
+    def worker(offset: int) -> None:
+        for n in range(15):
+            results.append(probe.check(servers[(n + offset) % len(servers)]).ok)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    try:
+        assert probe.check(servers[0]).ok  # creates the heartbeat table before the threads race
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(results) == 60 and all(results)
+    finally:
+        probe.close()
+    assert _probe_sessions(pg_pair, pg_password) == 0
+
+
 def test_kept_sessions_are_bounded_least_recently_used_first(pg_pair, pg_password):
     """Issue 15, found by the fleet benchmark: any instance may take any shard, so a consumer kept a
     session to every server it had ever watched (1,747 sessions for 499 servers after one run)."""
@@ -292,11 +325,7 @@ def test_kept_sessions_are_bounded_least_recently_used_first(pg_pair, pg_passwor
     servers = [f"pg-lru-{n}" for n in range(6)]
 
     def sessions() -> int:
-        with _admin(pg_pair, pg_password) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
-            ).fetchone()
-            return int(row[0]) if row else 0
+        return _probe_sessions(pg_pair, pg_password)
 
     try:
         for server in servers:
