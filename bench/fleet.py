@@ -38,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,6 +51,7 @@ KEY = "fleet-bench-key"
 QUIET = 5  # INCIDENT_QUIET_SECONDS: an incident settles this long after its last signal
 TICK_GAP = 3.0  # between one tick's window end and the next tick (the product: 60 s period, 50 s window)
 CONSUMERS = (1, 4)
+ARM_REFILL = 25  # reads per second, per subscription and principal (request-limits-and-throttling)
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ def consume(samples: Path) -> int:
     runtime = build_runtime(Settings.from_env())
     sample_log = _SampleLog(samples)
     runtime.db_probe = _Timed(runtime.db_probe, "check", "db", sample_log)
-    runtime.inspector = _Timed(runtime.inspector, "get_server", "arm", sample_log)
+    prober = runtime.prober  # as the app wires it (management API reads by subscription listing)
+    prober.inspector = _Timed(prober.inspector, "get_server", "arm", sample_log)
     set_runtime(runtime)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -477,6 +479,8 @@ class FourConsumers:
     detected: list[float | None]
     gaps: list[float]
     connections: int
+    arm_reads: int  # management API reads of servers (not maintenance events) in the measured window
+    maintenance_reads: int  # reads of maintenanceEvents in the same window (first checks of a worker)
 
 
 def _four_consumers(fleet: Stack, runtime: Any, size: Size, folder: Path) -> FourConsumers:
@@ -486,9 +490,12 @@ def _four_consumers(fleet: Stack, runtime: Any, size: Size, folder: Path) -> Fou
         paths = running.paths
         try:
             cpu = running.cpu()
+            fleet.emulator.clear_requests()
             first = ticker.start()
             time.sleep(size.window)
             cpu = running.cpu() - cpu
+            arm_reads = _server_reads(fleet.emulator.requests)
+            maintenance_reads = sum(1 for r in fleet.emulator.requests if "maintenance" in r.path.lower())
             time.sleep(TICK_GAP - 0.5)
             phase = phase_of(
                 read_samples(paths),
@@ -504,7 +511,12 @@ def _four_consumers(fleet: Stack, runtime: Any, size: Size, folder: Path) -> Fou
         ticks = list(ticker.ticks)
         watched = read_samples(paths).within("db", ticks[0], time.time())
         connections = _probe_connections(fleet)
-    return FourConsumers(phase, detected, boundary_gaps(watched, ticks), connections)
+    gaps = boundary_gaps(watched, ticks)
+    return FourConsumers(phase, detected, gaps, connections, arm_reads, maintenance_reads)
+
+
+def _server_reads(requests: list[Any]) -> int:
+    return sum(1 for r in requests if r.method == "GET" and "maintenance" not in r.path.lower())
 
 
 def _failovers(fleet: Stack, runtime: Any, size: Size, ticker: Ticker) -> list[float | None]:
@@ -517,9 +529,12 @@ def _failovers(fleet: Stack, runtime: Any, size: Size, ticker: Ticker) -> list[f
     while len(detected) < size.failovers and time.monotonic() < stop:
         fleet.emulator.wait_for(GROUP, TARGET, lambda s: s.ha_state == "Healthy" and not s.busy, timeout=120)
         _until(lambda: _inside_window(ticker, size.window, outage + 3), "a window with room", 3 * size.window)
+        known = _incident_ids(runtime)
         killed = time.time()
         pgpair.kill_primary(fleet.target)
-        detected.append(_incident_after(runtime, killed, timeout=60))
+        detected.append(_new_incident(runtime, known, killed, timeout=60))
+        if detected[-1] is None:
+            _note_miss(runtime, killed, len(detected))
         fleet.emulator.wait_for(GROUP, TARGET, lambda s: s.ha_state == "Healthy" and not s.busy, timeout=120)
         time.sleep(QUIET + 1)
         runtime.responder.sweep()  # the incident settles before the next failover
@@ -532,18 +547,41 @@ def _inside_window(ticker: Ticker, window: float, room: float) -> bool:
     return 3.0 <= elapsed <= window - room
 
 
-def _incident_after(runtime: Any, killed: float, *, timeout: float) -> float | None:
-    """Seconds from the kill until an incident opened after it is readable in Table storage."""
-    after = datetime.fromtimestamp(killed, timezone.utc) - timedelta(seconds=2)
+def _incident_ids(runtime: Any) -> set[str]:
+    page = runtime.store.incidents_of_server(TARGET, since=None, until=None, status=None, limit=5, after=None)
+    return {i.incident_id for i in page.incidents}
+
+
+def _new_incident(runtime: Any, known: set[str], killed: float, *, timeout: float) -> float | None:
+    """Seconds from the kill until an incident that was not there before it is readable in Table
+    storage. Not "opened after the kill": when sampling had a gap, the probe dates the outage from
+    its last good write, which may come before the kill."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        page = runtime.store.incidents_of_server(
-            TARGET, since=None, until=None, status=None, limit=3, after=None
-        )
-        if any(i.opened_at >= after for i in page.incidents):
+        if _incident_ids(runtime) - known:
             return time.time() - killed
         time.sleep(0.05)
     return None
+
+
+def _note_miss(runtime: Any, killed: float, number: int) -> None:
+    """A failover with no incident: what the app knew of the server then (bench/out/fleet-miss-N.json)."""
+    from failover.adapters import table_codec as codec
+
+    state, _ = runtime.store.read_state(TARGET)
+    page = runtime.store.incidents_of_server(TARGET, since=None, until=None, status=None, limit=3, after=None)
+    miss = {
+        "killed_at": datetime.fromtimestamp(killed, timezone.utc).isoformat(),
+        "state": codec.state_to_entity(state) if state else None,
+        "incidents": [{"id": i.incident_id, "opened_at": i.opened_at.isoformat()} for i in page.incidents],
+        "timeline": [
+            {"at": e.at.isoformat(), "source": e.source, "kind": e.kind, "summary": e.summary}
+            for i in page.incidents[:1]
+            for e in runtime.store.timeline(i)
+        ],
+    }
+    save_json(f"fleet-miss-{number}.json", miss)
+    log.warning("fleet: failover %d recorded no incident: bench/out/fleet-miss-%d.json", number, number)
 
 
 def _probe_connections(fleet: Stack) -> int:
@@ -623,6 +661,19 @@ def _report(
         + ", ".join(f"{_demand(p, settings):.0f}/s with {p.consumers}" for p in (one, four.phase))
         + f"; first database sample after the tick: p50 {percentile(four.phase.first_sample, 50):.2f} s,"
         f" max {max(four.phase.first_sample, default=float('nan')):.2f} s (4 consumers)",
+    )
+    checks = len(four.phase.arm) + four.phase.arm_watched  # intervals + the first check of each server
+    per_check = 2 * checks / size.window  # a GET of the server and a list of its replicas, per check
+    result.add(
+        "management API reads of servers per second, 4 consumers",
+        f"{four.arm_reads / size.window:.1f}/s",
+        f"<= {ARM_REFILL}/s",
+        four.arm_reads / size.window <= ARM_REFILL,
+        f"ARM refills {ARM_REFILL} reads a second per subscription and principal; reading each server"
+        f" on its own (GET + replicas) would have asked for {per_check:.0f}/s at the same checks;"
+        " the probe reads one subscription listing per half interval per consumer instead. Not counted:"
+        f" {four.maintenance_reads} maintenanceEvents reads in the same window (each worker reads every"
+        " server's once at its first check, then hourly)",
     )
     _report_detection(result, settings, four.detected, size.failovers)
     result.add(

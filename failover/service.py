@@ -65,6 +65,7 @@ from failover.ports import Check, Clock, IncidentStore, TopologyCache, WorkItem
 from failover.reconcile import Publication, reconcile
 from failover.scope import OTHER_RESOURCE, AcceptedScope
 from failover.secrets import redact
+from failover.turns import ServerTurns
 from failover.verifying import Verifying
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class Responder:
     scope: AcceptedScope = field(default_factory=AcceptedScope)
     ignored: dict[str, int] = field(default_factory=dict)  # signals ignored since start, by reason
     _counts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _turns: ServerTurns = field(default_factory=ServerTurns, repr=False)
 
     # --- recording ----------------------------------------------------------------------------
 
@@ -156,10 +158,16 @@ class Responder:
         refusal = self.scope.refusal(signal.resource_id) if signal.resource_id else None
         if refusal is not None:
             return self._ignored(signal, refusal)
+        with self._turns.of(signal.server):
+            outcome, work = self._record(signal)
+        self._run_now(work)
+        return outcome
+
+    def _record(self, signal: Signal) -> tuple[RecordOutcome, list[WorkItem]]:
         for attempt in range(_CONFLICT_RETRIES):
             snapshot = self.store.read_for_signal(signal.server, signal.key_hash)
             if _foreign(snapshot.state, signal):
-                return self._ignored(signal, OTHER_RESOURCE)
+                return self._ignored(signal, OTHER_RESOURCE), []
             if snapshot.seen:
                 log.info(
                     "duplicate signal %s for server %s (incident %s)",
@@ -167,7 +175,7 @@ class Responder:
                     signal.server,
                     snapshot.seen_incident_id,
                 )
-                return RecordOutcome("duplicate", signal, snapshot.seen_incident_id)
+                return RecordOutcome("duplicate", signal, snapshot.seen_incident_id), []
             state = snapshot.state or ServerState(server=signal.server, resource_id=signal.resource_id)
             late = archived_for(state, signal)
             archived = self.store.get_incident(late) if late else None
@@ -185,8 +193,7 @@ class Responder:
                 signal.server,
                 incident_id,
             )
-            self._run_now(work)
-            return RecordOutcome("recorded", signal, incident_id)
+            return RecordOutcome("recorded", signal, incident_id), work
         raise ConcurrencyConflictError(f"server {signal.server}: too many concurrent writers")
 
     def _ignored(self, signal: Signal, reason: str) -> RecordOutcome:
@@ -202,15 +209,18 @@ class Responder:
     def settle_server(self, server: str) -> int:
         """Resolve or close the server's incidents that are due; returns how many changed status."""
         for attempt in range(_CONFLICT_RETRIES):
-            state, etag = self.store.read_state(server)
-            if state is None:
-                return 0
-            decision = settle(state, now=self.clock(), policy=self.policy)
-            if decision.state == state:
-                return 0
-            try:
-                work = self._commit(decision, etag, before=state)
-            except ConcurrencyConflictError:
+            with self._turns.of(server):
+                state, etag = self.store.read_state(server)
+                if state is None:
+                    return 0
+                decision = settle(state, now=self.clock(), policy=self.policy)
+                if decision.state == state:
+                    return 0
+                try:
+                    work = self._commit(decision, etag, before=state)
+                except ConcurrencyConflictError:
+                    work = None
+            if work is None:
                 self._pause(attempt)
                 continue
             for change in decision.changes:
@@ -238,18 +248,22 @@ class Responder:
         `known` is the state and ETag the caller has just read (saves a read; a stale one costs a
         refused write and a fresh read, as any conflict does)."""
         for attempt in range(_CONFLICT_RETRIES):
-            state, etag = known if known is not None and attempt == 0 else self.store.read_state(server)
-            base = state or ServerState(server=server)
-            updated = base
-            if view is not None and observed_at is not None:
-                updated = absorb_view(updated, view, observed_at)
-            if db is not None and db != base.db:
-                updated = replace(updated, db=db)
-            if updated == base and state is not None:
-                return False
-            try:
-                self.store.commit(updated, etag)
-            except ConcurrencyConflictError:
+            with self._turns.of(server):
+                state, etag = known if known is not None and attempt == 0 else self.store.read_state(server)
+                base = state or ServerState(server=server)
+                updated = base
+                if view is not None and observed_at is not None:
+                    updated = absorb_view(updated, view, observed_at)
+                if db is not None and db != base.db:
+                    updated = replace(updated, db=db)
+                if updated == base and state is not None:
+                    return False
+                try:
+                    self.store.commit(updated, etag)
+                    committed = True
+                except ConcurrencyConflictError:
+                    committed = False
+            if not committed:
                 self._pause(attempt)
                 continue
             self._follow_topology(updated, state, self.clock())

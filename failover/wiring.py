@@ -318,6 +318,17 @@ def build_db_probe(settings: Settings, runtime: Runtime) -> DatabaseProbe:
     )
 
 
+def _listed(inspector: ServerInspector | None, *, max_age: float) -> ServerInspector | None:
+    """The probe reads the management API by subscription listing (ARM throttles reads per
+    subscription: failover/adapters/arm_listing.py); a stand-in inspector is used as it is."""
+    from failover.adapters.arm import ManagementApiInspector
+    from failover.adapters.arm_listing import ListedInspector
+
+    if isinstance(inspector, ManagementApiInspector):
+        return ListedInspector(inspector, max_age=max_age)
+    return inspector
+
+
 def build_prober(runtime: Runtime) -> Prober:
     from failover.maintenance import MaintenancePolls, MaintenanceWatch
     from failover.probe_notices import ProbeNotices
@@ -349,7 +360,7 @@ def build_prober(runtime: Runtime) -> Prober:
         responder=runtime.responder,
         clock=runtime.clock,
         targets=targets,
-        inspector=runtime.inspector,
+        inspector=_listed(runtime.inspector, max_age=settings.probe_arm_interval / 2),
         db_probe=runtime.db_probe,
         schedule=ProbeSchedule(
             window=settings.probe_window,

@@ -22,22 +22,20 @@ import contextlib
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from local.services import free_port
-
-if TYPE_CHECKING:
-    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +44,7 @@ PG_OS_USER = "postgres"
 SUPERUSER = "postgres"
 APP_ROLE = "app"
 APP_DB = "app"
-NODE_CONF = "pgpair_node.conf"
-_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.NNNNN" needs 15 of them
+_SYNC_STANDBY = "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = 'sync'"
 
 FailoverMode = Literal["forced", "planned"]
 
@@ -79,20 +76,21 @@ class FailoverStep:
 
 @dataclass
 class FailoverTiming:
-    """What a failover did and when: monotonic seconds for durations, wall clock (UTC) for records."""
+    """What a failover did and when, from "start" (marked when made): monotonic seconds for
+    durations, wall clock (UTC) for records."""
 
     mode: str
     steps: list[FailoverStep] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.mark("start")
+
     def mark(self, name: str) -> None:
         self.steps.append(FailoverStep(name, time.monotonic(), datetime.now(timezone.utc)))
 
-    def at(self, name: str) -> FailoverStep:
-        return next(step for step in self.steps if step.name == name)
-
     @property
     def duration_seconds(self) -> float:
-        return self.steps[-1].monotonic - self.steps[0].monotonic if self.steps else 0.0
+        return self.steps[-1].monotonic - self.steps[0].monotonic
 
 
 @dataclass
@@ -105,36 +103,28 @@ class PgPair:
     standby: PgNode
     socket_dir: Path
     password: str = field(repr=False)
-    owns_socket_dir: bool = False
     stopped: bool = False  # set by stop_pair (watchers should stop watching), cleared by start_node
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
-    @property
-    def primary_port(self) -> int:
-        return self.primary.port
-
-    @property
-    def standby_port(self) -> int:
-        return self.standby.port
-
-    def conninfo(self, dbname: str = APP_DB, *, user: str = APP_ROLE, include_password: bool = False) -> str:
-        """The single endpoint: both nodes, in fixed node order, read-write sessions only.
-
-        The string does not change across failovers, like the Azure server name. Without
-        ``include_password`` it carries no secret (pass the password separately).
-        """
-        ports = ",".join(str(n.port) for n in self.nodes)
-        text = f"host=127.0.0.1,127.0.0.1 port={ports} target_session_attrs=read-write"
-        return self._conninfo(text, dbname, user, include_password)
-
-    def node_conninfo(
-        self, node: PgNode, dbname: str = APP_DB, *, user: str = APP_ROLE, include_password: bool = False
+    def conninfo(
+        self,
+        dbname: str = APP_DB,
+        *,
+        node: PgNode | None = None,
+        user: str = APP_ROLE,
+        include_password: bool = False,
     ) -> str:
-        """One node only, any session (used to reach the standby directly)."""
-        return self._conninfo(f"host=127.0.0.1 port={node.port}", dbname, user, include_password)
+        """The single endpoint: both nodes, in fixed node order, read-write sessions only; with
+        ``node``, that node alone and any session (to reach the standby directly).
 
-    def _conninfo(self, hosts: str, dbname: str, user: str, include_password: bool) -> str:
-        text = f"{hosts} dbname={dbname} user={user} connect_timeout=2 sslmode=disable"
+        The endpoint does not change across failovers, like the Azure server name. Without
+        ``include_password`` the string carries no secret (pass the password separately).
+        """
+        nodes = self.nodes if node is None else (node,)
+        hosts, ports = ",".join("127.0.0.1" for _ in nodes), ",".join(str(n.port) for n in nodes)
+        text = f"host={hosts} port={ports} dbname={dbname} user={user} connect_timeout=2 sslmode=disable"
+        if node is None:
+            text += " target_session_attrs=read-write"
         if include_password:
             quoted = self.password.replace("\\", "\\\\").replace("'", "\\'")
             text += f" password='{quoted}'"
@@ -154,7 +144,7 @@ def _as_postgres(argv: Sequence[str]) -> list[str]:
     return [found, "-u", PG_OS_USER, "--", *argv]
 
 
-def _run(tool: str, *args: str, timeout: float, check: bool = True) -> str:
+def _run(tool: str, *args: str, timeout: float) -> str:
     """Run a PostgreSQL 15 tool (as the postgres user when root), bounded; return stdout+stderr."""
     binary = PG_BIN / tool
     if not binary.exists():
@@ -168,7 +158,7 @@ def _run(tool: str, *args: str, timeout: float, check: bool = True) -> str:
     except subprocess.TimeoutExpired as exc:
         raise PgPairError(f"{tool} timed out after {timeout:.0f}s") from exc
     output = (proc.stdout or "") + (proc.stderr or "")
-    if check and proc.returncode != 0:
+    if proc.returncode != 0:
         raise PgPairError(f"{tool} failed (exit {proc.returncode}): {output.strip()[-1500:]}")
     return output
 
@@ -185,12 +175,13 @@ def _chown_postgres(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-@contextlib.contextmanager
-def _admin(pair: PgPair, node: PgNode, *, dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
-    """A superuser connection over the pair's private socket directory."""
+def _sql(pair: PgPair, node: PgNode, *statements: Any, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+    """Run statements (str or ``psycopg.sql`` objects) on one node as the superuser, over the pair's
+    private socket directory, each one bounded; returns the rows of the last one."""
     import psycopg
 
-    conn = psycopg.connect(
+    rows: list[tuple[Any, ...]] = []
+    with psycopg.connect(
         host=str(pair.socket_dir),
         port=node.port,
         user=SUPERUSER,
@@ -199,17 +190,11 @@ def _admin(pair: PgPair, node: PgNode, *, dbname: str = "postgres") -> Iterator[
         autocommit=True,
         application_name="pgpair-control",
         options="-c statement_timeout=30s",  # every control statement is bounded too
-    )
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def _query(pair: PgPair, node: PgNode, sql: str) -> list[tuple[Any, ...]]:
-    with _admin(pair, node) as conn:
-        cursor = conn.execute(sql)
-        return cursor.fetchall() if cursor.description else []
+    ) as conn:
+        for statement in statements:
+            cursor = conn.execute(statement)
+            rows = cursor.fetchall() if cursor.description else []
+    return rows
 
 
 def run_as_superuser(pair: PgPair, *statements: Any, dbname: str = APP_DB) -> None:
@@ -217,9 +202,7 @@ def run_as_superuser(pair: PgPair, *statements: Any, dbname: str = APP_DB) -> No
 
     For local tests and drills that change roles and grants (the ``app`` role is not a superuser).
     """
-    with _admin(pair, pair.primary, dbname=dbname) as conn:
-        for statement in statements:
-            conn.execute(statement)
+    _sql(pair, pair.primary, *statements, dbname=dbname)
 
 
 def _wait(what: str, predicate: Callable[[], object], *, timeout: float, interval: float = 0.05) -> None:
@@ -245,16 +228,24 @@ def node_running(node: PgNode) -> bool:
     """Whether the node's postmaster is alive (``pg_ctl status``)."""
     if not (node.data_dir / "PG_VERSION").exists():
         return False
-    argv = _as_postgres([str(PG_BIN / "pg_ctl"), "status", "-D", str(node.data_dir)])
-    return subprocess.run(argv, capture_output=True, timeout=10, check=False, cwd="/").returncode == 0
+    try:
+        _run("pg_ctl", "status", "-D", str(node.data_dir), timeout=10)
+    except PgPairError:  # exit 3: not running
+        return False
+    return True
 
 
 def start_node(pair: PgPair, node: PgNode, *, timeout: float = 30) -> None:
-    """Start one node (waits until it accepts connections)."""
+    """Start one node (waits until it accepts connections).
+
+    Its port and cluster name are given here, not in a file: a base backup copies the files of
+    the other node, and the name is how ``pair_processes`` knows this node's processes.
+    """
     logger.info("pgpair: starting node %s on port %d", node.name, node.port)
     pair.stopped = False
+    identity = f"-p {node.port} -c cluster_name={node.cluster_name}"
     try:
-        _pg_ctl(node, "start", "-l", str(node.log_file), timeout=timeout)
+        _pg_ctl(node, "start", "-l", str(node.log_file), "-o", identity, timeout=timeout)
     except PgPairError as exc:
         try:
             tail = "\n".join(node.log_file.read_text(errors="replace").splitlines()[-15:])
@@ -300,58 +291,29 @@ def restart_node(pair: PgPair, node: PgNode, *, timeout: float = 30) -> None:
         start_node(pair, node, timeout=timeout)
 
 
-def ping(pair: PgPair, node: PgNode) -> bool:
-    """Whether ``node`` answers a query over its control socket (short timeout, never raises)."""
+def ping(pair: PgPair, node: PgNode, query: str = "SELECT 1") -> bool:
+    """Whether ``node`` answers ``query`` with a row over its control socket (never raises)."""
     try:
-        _query(pair, node, "SELECT 1")
-        return True
+        return bool(_sql(pair, node, query))
     except Exception:
         return False
-
-
-def _in_recovery(pair: PgPair, node: PgNode) -> bool:
-    return bool(_query(pair, node, "SELECT pg_is_in_recovery()")[0][0])
-
-
-def _set_sync_names(pair: PgPair, node: PgNode, value: str) -> None:
-    """ALTER SYSTEM SET synchronous_standby_names (``''``: none), reload, and wait until it applies."""
-    from psycopg import sql
-
-    with _admin(pair, node) as conn:
-        conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value)))
-        conn.execute("SELECT pg_reload_conf()")
-    applied = lambda: _query(pair, node, "SHOW synchronous_standby_names")[0][0] == value  # noqa: E731
-    _wait(f"synchronous_standby_names={value!r} on node {node.name}", applied, timeout=10)
-
-
-def _make_synchronous(pair: PgPair, *, timeout: float = 30) -> None:
-    """synchronous_standby_names='*' on both nodes (as Azure's HA pair shares its configuration;
-    the standby's copy is what makes a promoted standby hang its commits unless it is cleared),
-    then wait until the standby is the primary's synchronous standby."""
-    _set_sync_names(pair, pair.standby, "*")  # ALTER SYSTEM works on a hot standby (it only writes a file)
-    _set_sync_names(pair, pair.primary, "*")
-    _wait_streaming(pair, sync=True, timeout=timeout)
-
-
-def _replication_state(pair: PgPair) -> list[tuple[str, str]]:
-    rows = _query(pair, pair.primary, "SELECT state, sync_state FROM pg_stat_replication")
-    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def is_synchronous(pair: PgPair) -> bool:
     """The standby streams from the primary and is its synchronous standby."""
-    try:
-        return ("streaming", "sync") in _replication_state(pair)
-    except Exception:
-        return False
+    return ping(pair, pair.primary, _SYNC_STANDBY)
 
 
-def _wait_streaming(pair: PgPair, *, sync: bool, timeout: float = 30) -> None:
-    def ok() -> bool:
-        states = _replication_state(pair)
-        return ("streaming", "sync") in states if sync else any(s == "streaming" for s, _ in states)
+def _set_sync_names(pair: PgPair, value: str, *nodes: PgNode) -> None:
+    """ALTER SYSTEM SET synchronous_standby_names (``''``: none) on each node, reload, and wait until
+    it applies. ALTER SYSTEM works on a hot standby too: it only writes a file."""
+    from psycopg import sql
 
-    _wait("the standby to stream" + (" synchronously" if sync else ""), ok, timeout=timeout)
+    alter = sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value))
+    for node in nodes:
+        _sql(pair, node, alter, "SELECT pg_reload_conf()")
+        applied = lambda n=node: _sql(pair, n, "SHOW synchronous_standby_names")[0][0] == value  # noqa: E731
+        _wait(f"synchronous_standby_names={value!r} on node {node.name}", applied, timeout=10)
 
 
 # --------------------------------------------------------------------------- pair lifecycle
@@ -374,7 +336,6 @@ fsync = off
 log_line_prefix = '%m [%p] %q%a '
 log_min_messages = warning
 timezone = 'UTC'
-include_if_exists = '{node_conf}'
 """
 # Only loopback TCP with SCRAM, plus local trust over the private socket directory.
 _HBA = """# pgpair: control over the private Unix socket dir; clients over loopback TCP with SCRAM
@@ -400,18 +361,6 @@ def _prepare_base_dir(base_dir: Path) -> Path:
     return base_dir
 
 
-def _make_socket_dir(base_dir: Path) -> tuple[Path, bool]:
-    """(the socket directory, whether it lives outside ``base_dir``: a short path for sun_path)."""
-    candidate = base_dir / "sock"
-    owned = len(str(candidate)) + 20 > _SOCKET_PATH_MAX
-    if owned:
-        candidate = Path(tempfile.mkdtemp(prefix="pgpair-"))
-    candidate.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(candidate, 0o700)
-    _chown_postgres(candidate)
-    return candidate, owned
-
-
 def start_pair(base_dir: Path, *, password: str) -> PgPair:
     """Create and start a primary and a synchronous hot standby under ``base_dir``.
 
@@ -423,22 +372,16 @@ def start_pair(base_dir: Path, *, password: str) -> PgPair:
         raise PgPairError("a password for the app role is required")
     started = time.monotonic()
     base_dir = _prepare_base_dir(base_dir)
-    socket_dir, owns_socket_dir = _make_socket_dir(base_dir)
-    port_a, port_b = free_port(), free_port()
-    while port_b == port_a:
-        port_b = free_port()
-    a = PgNode("a", port_a, base_dir / "node_a", base_dir / "node_a.log")
-    b = PgNode("b", port_b, base_dir / "node_b", base_dir / "node_b.log")
-    pair = PgPair(base_dir, (a, b), a, b, socket_dir, password, owns_socket_dir)
+    socket_dir = Path(tempfile.mkdtemp(prefix="pgpair-"))  # mode 0700; short, as sun_path is 108 bytes
+    _chown_postgres(socket_dir)
+    a, b = (PgNode(n, free_port(), base_dir / f"node_{n}", base_dir / f"node_{n}.log") for n in "ab")
+    while b.port == a.port:
+        b.port = free_port()
+    pair = PgPair(base_dir, (a, b), a, b, socket_dir, password)
     try:
         with pair.lock:
-            _initdb(pair, a)
-            start_node(pair, a)
-            _create_app(pair, password)
-            _basebackup(pair, source=a, target=b)
-            start_node(pair, b)
-            _wait_streaming(pair, sync=False)
-            _make_synchronous(pair)
+            _init_primary(pair)
+            _attach_standby(pair, timeout=30)
     except BaseException:
         logger.exception("pgpair: start failed under %s; stopping what was started", base_dir)
         stop_pair(pair)
@@ -448,42 +391,44 @@ def start_pair(base_dir: Path, *, password: str) -> PgPair:
     return pair
 
 
-def _write_node_conf(node: PgNode) -> None:
-    path = node.data_dir / NODE_CONF
-    path.write_text(f"port = {node.port}\ncluster_name = '{node.cluster_name}'\n")
-    _chown_postgres(path)
+def _init_primary(pair: PgPair) -> None:
+    """``initdb`` the primary with the pair's configuration, start it, and create the ``app`` login
+    role (SCRAM, the pair's password) and the database it owns."""
+    from psycopg import sql
 
-
-def _initdb(pair: PgPair, node: PgNode) -> None:
+    node = pair.primary
     flags = (
         "--auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync --no-instructions"
     )
     _run("initdb", "-D", str(node.data_dir), "-U", SUPERUSER, *flags.split(), timeout=60)
-    with (node.data_dir / "postgresql.conf").open("a") as fh:
-        fh.write(_BASE_CONF.format(socket_dir=pair.socket_dir, node_conf=NODE_CONF))
-    _write_node_conf(node)
-    hba = node.data_dir / "pg_hba.conf"
-    hba.write_text(_HBA)
-    _chown_postgres(hba)
+    with (node.data_dir / "postgresql.conf").open("a") as fh:  # initdb's files: they stay postgres's
+        fh.write(_BASE_CONF.format(socket_dir=pair.socket_dir))
+    (node.data_dir / "pg_hba.conf").write_text(_HBA)
+    start_node(pair, node)
+    role, db = sql.Identifier(APP_ROLE), sql.Identifier(APP_DB)
+    create_role = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(pair.password))
+    create_db = sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role)
+    run_as_superuser(pair, create_role, create_db, dbname="postgres")
 
 
-def _create_app(pair: PgPair, password: str) -> None:
-    from psycopg import sql
+def _attach_standby(pair: PgPair, *, timeout: float) -> None:
+    """Build ``pair.standby`` afresh from the primary (``pg_basebackup -R``), start it, and wait
+    until it is the primary's synchronous standby (the same path for a new pair and a rebuild).
 
-    with _admin(pair, pair.primary) as conn:
-        role, db = sql.Identifier(APP_ROLE), sql.Identifier(APP_DB)
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
-
-
-def _basebackup(pair: PgPair, *, source: PgNode, target: PgNode) -> None:
-    logger.info("pgpair: pg_basebackup node %s from node %s", target.name, source.name)
-    conn = (
-        f"host={pair.socket_dir} port={source.port} user={SUPERUSER} application_name={target.cluster_name}"
-    )
-    flags = ("-R", "-X", "stream", "-c", "fast", "--no-sync")
-    _run("pg_basebackup", "-d", conn, "-D", str(target.data_dir), *flags, timeout=120)
-    _write_node_conf(target)
+    synchronous_standby_names='*' goes on both nodes, as Azure's HA pair shares its configuration:
+    the standby's copy is what makes a promoted standby hang its commits unless it is cleared.
+    """
+    node, primary = pair.standby, pair.primary
+    # If the primary still asks for a synchronous standby, the base backup's own commits hang.
+    _set_sync_names(pair, "", primary)
+    logger.info("pgpair: pg_basebackup node %s from node %s", node.name, primary.name)
+    source = f"host={pair.socket_dir} port={primary.port} user={SUPERUSER}"
+    flags = ("-D", str(node.data_dir), "-R", "-X", "stream", "-c", "fast", "--no-sync")
+    _run("pg_basebackup", "-d", f"{source} application_name={node.cluster_name}", *flags, timeout=120)
+    start_node(pair, node, timeout=timeout)
+    _set_sync_names(pair, "*", node, primary)
+    _wait("the standby to stream synchronously", lambda: _sql(pair, primary, _SYNC_STANDBY), timeout=timeout)
+    logger.info("pgpair: node %s streams synchronously from node %s", node.name, primary.name)
 
 
 # --------------------------------------------------------------------------- failover
@@ -500,48 +445,27 @@ def promote_standby(pair: PgPair, *, timing: FailoverTiming | None = None) -> Fa
     """Promote the standby, make it writable without a synchronous standby, and swap roles."""
     with pair.lock:
         old, new = pair.primary, pair.standby
-        if timing is None:
-            timing = FailoverTiming(mode="promote")
-            timing.mark("start")
+        timing = timing or FailoverTiming(mode="promote")
         if not node_running(new):
             raise PgPairError(f"cannot promote node {new.name}: it is not running")
         logger.info("pgpair: promoting node %s (port %d)", new.name, new.port)
         timing.mark("promote_requested")
         _pg_ctl(new, "promote", timeout=30)
-        _wait(f"node {new.name} to leave recovery", lambda: not _in_recovery(pair, new), timeout=30)
+        recovered = lambda: not _sql(pair, new, "SELECT pg_is_in_recovery()")[0][0]  # noqa: E731
+        _wait(f"node {new.name} to leave recovery", recovered, timeout=30)
         timing.mark("promoted")
         # The promoted standby copied synchronous_standby_names='*' from the old primary: with no
         # standby left, every commit would hang. Clear it before anything writes.
-        _set_sync_names(pair, new, "")
+        _set_sync_names(pair, "", new)
         timing.mark("sync_standby_names_cleared")
         # txid_current() assigns an xid: the commit really writes WAL.
-        _wait(
-            f"node {new.name} to accept writes",
-            lambda: _query(pair, new, "SELECT txid_current()"),
-            timeout=15,
-        )
+        writes = lambda: _sql(pair, new, "SELECT txid_current()")  # noqa: E731
+        _wait(f"node {new.name} to accept writes", writes, timeout=15)
         timing.mark("writable")
         pair.primary, pair.standby = new, old
         timing.mark("done")
         logger.info("pgpair: node %s is the writable primary (port %d)", new.name, new.port)
         return timing
-
-
-def _lsn(text: str | None) -> int:
-    high, _, low = (text or "0/0").partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-def _checkpoint_lsn(node: PgNode) -> int | None:
-    for line in _run("pg_controldata", str(node.data_dir), timeout=15, check=False).splitlines():
-        if line.startswith("Latest checkpoint location:"):
-            return _lsn(line.split(":", 1)[1].strip())
-    return None
-
-
-def _received_lsn(pair: PgPair, node: PgNode) -> int:
-    rows = _query(pair, node, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text")
-    return max(_lsn(rows[0][0]), _lsn(rows[0][1]))
 
 
 def failover(pair: PgPair, *, mode: FailoverMode) -> FailoverTiming:
@@ -556,28 +480,35 @@ def failover(pair: PgPair, *, mode: FailoverMode) -> FailoverTiming:
     with pair.lock:
         old, new = pair.primary, pair.standby
         timing = FailoverTiming(mode=mode)
-        timing.mark("start")
         logger.info("pgpair: %s failover from node %s to node %s", mode, old.name, new.name)
         if not node_running(new):
             raise PgPairError(f"cannot fail over: standby node {new.name} is not running")
         if mode == "forced":
-            stop_node(pair, old, mode="immediate")
-            timing.mark("primary_stopped")
-            return promote_standby(pair, timing=timing)
-        if node_running(old):
-            _query(pair, old, "CHECKPOINT")
+            kill_primary(pair)
+        elif node_running(old):
+            _sql(pair, old, "CHECKPOINT")
             timing.mark("checkpointed")
             stop_node(pair, old, mode="fast", timeout=30)
         timing.mark("primary_stopped")
-        target = _checkpoint_lsn(old)
-        try:
-            if target is not None:
-                caught_up = lambda: _received_lsn(pair, new) >= target  # noqa: E731
-                _wait(f"node {new.name} to receive the shutdown checkpoint", caught_up, timeout=10)
+        if mode == "planned":
+            try:
+                _await_shutdown_checkpoint(pair, old, new)
                 timing.mark("standby_caught_up")
-        except PgPairError as exc:
-            logger.warning("pgpair: planned failover continues without catch-up: %s", exc)
+            except PgPairError as exc:
+                logger.warning("pgpair: planned failover continues without catch-up: %s", exc)
         return promote_standby(pair, timing=timing)
+
+
+def _await_shutdown_checkpoint(pair: PgPair, old: PgNode, new: PgNode) -> None:
+    """Wait (10 s at most) until ``new`` received the last checkpoint of the stopped ``old``."""
+    control = _run("pg_controldata", str(old.data_dir), timeout=15)
+    found = re.search(r"^Latest checkpoint location:\s*([0-9A-F]+/[0-9A-F]+)$", control, re.MULTILINE)
+    if found is None:
+        raise PgPairError(f"pg_controldata shows no checkpoint location for node {old.name}")
+    # An LSN is hex/hex: safe in SQL text. pg_lsn compares; greatest() skips a position not known yet.
+    received = f"SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) >= '{found[1]}'"
+    caught_up = lambda: _sql(pair, new, received)[0][0]  # noqa: E731
+    _wait(f"node {new.name} to receive the shutdown checkpoint", caught_up, timeout=10)
 
 
 def rebuild_standby(pair: PgPair, *, timeout: float = 60) -> None:
@@ -587,17 +518,11 @@ def rebuild_standby(pair: PgPair, *, timeout: float = 60) -> None:
     old primary was left in (crashed, diverged, missing WAL), and the local data set is tiny.
     """
     with pair.lock:
-        node, primary = pair.standby, pair.primary
-        logger.info("pgpair: rebuilding node %s as the standby of node %s", node.name, primary.name)
+        node = pair.standby
+        logger.info("pgpair: rebuilding node %s as the standby of node %s", node.name, pair.primary.name)
         stop_node(pair, node, mode="immediate")
         shutil.rmtree(node.data_dir, ignore_errors=True)
-        # If the primary still asks for a synchronous standby, the base backup's own commits hang.
-        _set_sync_names(pair, primary, "")
-        _basebackup(pair, source=primary, target=node)
-        start_node(pair, node, timeout=timeout)
-        _wait_streaming(pair, sync=False, timeout=timeout)
-        _make_synchronous(pair, timeout=timeout)
-        logger.info("pgpair: node %s streams synchronously from node %s", node.name, primary.name)
+        _attach_standby(pair, timeout=timeout)
 
 
 def stop_pair(pair: PgPair, *, timeout: float = 15) -> None:
@@ -609,19 +534,15 @@ def stop_pair(pair: PgPair, *, timeout: float = 15) -> None:
                 stop_node(pair, node, mode="fast", timeout=timeout)
             except Exception:
                 logger.exception("pgpair: could not stop node %s", node.name)
-        if pair.owns_socket_dir:
-            shutil.rmtree(pair.socket_dir, ignore_errors=True)
+        shutil.rmtree(pair.socket_dir, ignore_errors=True)
         logger.info("pgpair: pair under %s stopped", pair.base_dir)
 
 
 def pair_processes(pair: PgPair) -> list[int]:
     """PIDs of processes that belong to this pair (postmaster by data dir, children by cluster name)."""
     markers = [str(n.data_dir) for n in pair.nodes] + [f"postgres: {n.cluster_name}:" for n in pair.nodes]
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and any(m in _cmdline(entry) for m in markers):
-            found.append(int(entry.name))
-    return found
+    processes = (entry for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return [int(entry.name) for entry in processes if any(m in _cmdline(entry) for m in markers)]
 
 
 def _cmdline(proc: Path) -> str:

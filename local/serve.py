@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType
 
 from local.stack import FUNCTION_KEY_SETTING, start_stack
 
@@ -25,12 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for stopping in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stopping, lambda signum, frame: stop.set())
     own_key = bool(os.environ.get(FUNCTION_KEY_SETTING))
     stack = start_stack(port=args.port, with_database=not args.no_database, progress=print)
     try:

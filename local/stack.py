@@ -1,11 +1,11 @@
 """The whole product on one machine: local services plus the app served by the local runner.
 
 Layer: local tooling, never deployed. Starts, on loopback only, whatever the environment does not
-already provide: Azurite (Table storage and queues), redis-server (or with `LOCAL_REDIS=cluster` a 3-primary
-Redis Cluster), a real PostgreSQL primary and synchronous
-standby, the management API emulator backed by that pair, a Teams Workflows webhook sink, and
-`function_app` served by `local.runner.FunctionHost`. Settings given in the environment win (a real
-Teams webhook, another Redis); `stop()` stops exactly what was started here.
+already provide: Azurite (Table storage and queues), redis-server (or with `LOCAL_REDIS=cluster` a
+3-primary Redis Cluster), a real PostgreSQL primary and synchronous standby, the management API
+emulator backed by that pair, a Teams Workflows webhook sink, and `function_app` served by
+`local.runner.FunctionHost`. Settings given in the environment win (a real Teams webhook, another
+Redis); `stop()` stops exactly what was started here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.services import LocalServices, azurite_connection_string, free_port, port_open
+from local.services import ROOT, LocalServices, azurite_connection_string, free_port, port_open
+from local.teams_sink import TeamsSink
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class LocalStack:
     sink: Any = None
     host: Any = None
     resource_id: str | None = None
-    workdir: Path | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pgfailover-")))
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -64,8 +65,7 @@ class LocalStack:
                 log.exception("stopping a local service failed")
         self._stoppers.clear()
         self.services.stop()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_stack(
@@ -81,19 +81,13 @@ def start_stack(
     `settings` are defaults for the app (probe intervals, quiet period) that `given` overrides.
     """
     given = dict(os.environ if given is None else given)
-    stack = LocalStack()
-    stack.workdir = Path(tempfile.mkdtemp(prefix="pgfailover-"))
-    os.chmod(stack.workdir, 0o755)  # PostgreSQL runs as the postgres user and must reach its folder
-    env: dict[str, str] = {**(settings or {})}
+    stack = LocalStack(env={**(settings or {})})
+    stack.workdir.chmod(0o755)  # PostgreSQL runs as the postgres user and must reach its folder
     try:
-        _storage(stack, given, env, progress)
-        _redis(stack, given, env, progress)
-        _teams(stack, given, env, progress)
-        if with_database:
-            _database_and_arm(stack, given, env, progress)
-        env.update(given)  # settings given win over the defaults and the services started here
-        env.setdefault(FUNCTION_KEY_SETTING, given.get(FUNCTION_KEY_SETTING) or secrets.token_urlsafe(24))
-        stack.env = env
+        for start in [_storage, _redis, _teams] + ([_database_and_arm] if with_database else []):
+            start(stack, given, progress)
+        stack.env.update(given)  # settings given win over the defaults and the services started here
+        stack.env[FUNCTION_KEY_SETTING] = given.get(FUNCTION_KEY_SETTING) or secrets.token_urlsafe(24)
         _serve(stack, port, progress)
     except BaseException:
         stack.stop()
@@ -101,53 +95,46 @@ def start_stack(
     return stack
 
 
-def _storage(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+def _storage(stack: LocalStack, given: Mapping[str, str], progress: Progress) -> None:
     if given.get("AzureWebJobsStorage"):
         return
     table_port, queue_port = free_port(), free_port()
     progress(f"starting Azurite (Table storage 127.0.0.1:{table_port}, queues 127.0.0.1:{queue_port})")
     stack.services.azurite(table_port)
     stack.services.azurite_queue(queue_port)
-    env["AzureWebJobsStorage"] = azurite_connection_string(table_port, queue_port)
+    stack.env["AzureWebJobsStorage"] = azurite_connection_string(table_port, queue_port)
 
 
-def _redis(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+def _redis(stack: LocalStack, given: Mapping[str, str], progress: Progress) -> None:
     """A standalone redis-server, or with `LOCAL_REDIS=cluster` a 3-primary Redis Cluster."""
     if given.get("REDIS_URL"):
         return
     mode = (given.get(LOCAL_REDIS_SETTING) or "standalone").strip().lower()
     if mode not in ("standalone", "cluster"):
         raise RuntimeError(f"{LOCAL_REDIS_SETTING}: expected standalone or cluster")
-    if mode == "cluster":
-        progress("starting a Redis Cluster (3 primaries) on loopback")
-        env["REDIS_URL"] = stack.services.redis_cluster(3)
-        env["REDIS_CLUSTER"] = "true"
-        return
-    progress("starting redis-server on loopback")
-    env["REDIS_URL"] = stack.services.redis()
+    cluster = mode == "cluster"
+    progress(f"starting {'a Redis Cluster (3 primaries)' if cluster else 'redis-server'} on loopback")
+    stack.env["REDIS_URL"] = stack.services.redis_cluster(3) if cluster else stack.services.redis()
+    if cluster:
+        stack.env["REDIS_CLUSTER"] = "true"
 
 
-def _teams(stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress) -> None:
+def _teams(stack: LocalStack, given: Mapping[str, str], progress: Progress) -> None:
     if given.get("TEAMS_WEBHOOK_URL") or given.get("TEAMS_ROUTES"):
         return
-    from local.teams_sink import TeamsSink
-
     progress("starting the Teams webhook sink on loopback")
     stack.sink = TeamsSink().start()
     stack._stoppers.append(stack.sink.stop)
-    env["TEAMS_WEBHOOK_URL"] = stack.sink.url
+    stack.env["TEAMS_WEBHOOK_URL"] = stack.sink.url
 
 
-def _database_and_arm(
-    stack: LocalStack, given: Mapping[str, str], env: dict[str, str], progress: Progress
-) -> None:
+def _database_and_arm(stack: LocalStack, given: Mapping[str, str], progress: Progress) -> None:
     if given.get("MONITORED_SERVERS") or given.get("DISCOVERY_SCOPES"):
         return
     from local import pgpair
     from local.arm_emulator import ArmEmulator
 
     password = secrets.token_urlsafe(18)
-    assert stack.workdir is not None
     progress("starting PostgreSQL 15: a primary and a synchronous hot standby")
     stack.pair = pgpair.start_pair(stack.workdir / "pg", password=password)
     stack._stoppers.append(lambda: pgpair.stop_pair(stack.pair))
@@ -156,7 +143,7 @@ def _database_and_arm(
     stack.emulator.start()
     stack._stoppers.append(lambda: stack.emulator.stop(timeout=30))
     stack.resource_id = stack.emulator.add_server(RESOURCE_GROUP, SERVER, pair=stack.pair)
-    env.update(
+    stack.env.update(
         {
             "MONITORED_SERVERS": stack.resource_id,
             "ARM_ENDPOINT": stack.emulator.base_url,
@@ -172,7 +159,6 @@ def _serve(stack: LocalStack, port: int, progress: Progress) -> None:
     import function_app
     from handlers._runtime import set_runtime
     from local.runner import FunctionHost, QueueOptions, function_keys_from_env
-    from local.services import ROOT
 
     if port and port_open(port):
         raise RuntimeError(f"127.0.0.1:{port} is taken; choose another port")

@@ -14,7 +14,6 @@ scripted otherwise; a wrong `sig` gets 401 and an unknown path 404, like the rea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
@@ -31,8 +30,6 @@ from werkzeug.wrappers import Request, Response
 from local.loopback import LoopbackServer
 
 logger = logging.getLogger(__name__)
-
-MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,17 +64,6 @@ class Received:
         return content if isinstance(content, dict) else None
 
 
-ScriptItem = SinkResponse | int | tuple[int, Mapping[str, str]]
-
-
-def _as_response(item: ScriptItem) -> SinkResponse:
-    if isinstance(item, SinkResponse):
-        return item
-    if isinstance(item, int):
-        return SinkResponse(item)
-    return SinkResponse(item[0], dict(item[1]))
-
-
 def _error(status: int, code: str) -> SinkResponse:
     return SinkResponse(status, body=json.dumps({"error": {"code": code}}))
 
@@ -86,8 +72,8 @@ class TeamsSink:
     """The sink server; start() it, post to .url, read .received, stop() it."""
 
     def __init__(self, port: int = 0) -> None:
-        self._secret = secrets.token_urlsafe(24)
-        self._workflow = secrets.token_hex(16)
+        self.secret = secrets.token_urlsafe(24)  # `url`'s `sig`: what leak tests look for
+        self.path = f"/workflows/{secrets.token_hex(16)}/triggers/manual/paths/invoke"
         self._script: deque[SinkResponse] = deque()
         self._received: list[Received] = []
         self._lock = threading.Lock()
@@ -95,9 +81,7 @@ class TeamsSink:
         self._server = LoopbackServer(self._handle, name="teams-sink", port=port)
 
     def start(self) -> TeamsSink:
-        if not self._server.running:
-            self._stopping.clear()
-            self._server.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
@@ -115,23 +99,14 @@ class TeamsSink:
         return self._server.port
 
     @property
-    def path(self) -> str:
-        return f"/workflows/{self._workflow}/triggers/manual/paths/invoke"
-
-    @property
-    def secret(self) -> str:
-        """The `sig` value of `url` (what a leak test searches for)."""
-        return self._secret
-
-    @property
     def url(self) -> str:
-        query = f"api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={self._secret}"
+        query = f"api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={self.secret}"
         return f"{self._server.base_url}{self.path}?{query}"
 
-    def script(self, responses: Iterable[ScriptItem]) -> None:
-        """Answer the next requests with these, in order; afterwards answer 202."""
+    def script(self, responses: Iterable[SinkResponse | int]) -> None:
+        """Answer the next requests with these (a status alone: an empty answer), in order; then 202."""
         with self._lock:
-            self._script.extend(_as_response(item) for item in responses)
+            self._script.extend(r if isinstance(r, SinkResponse) else SinkResponse(r) for r in responses)
 
     def hang(self, seconds: float, *, then: int = 202) -> None:
         """Make the next request wait `seconds` before it is answered with `then`."""
@@ -157,7 +132,7 @@ class TeamsSink:
             return _error(405, "MethodNotAllowed")
         if request.path != self.path:
             return _error(404, "NotFound")
-        if request.args.getlist("sig") != [self._secret]:
+        if request.args.getlist("sig") != [self.secret]:
             return _error(401, "DirectApiAuthorizationRequired")
         with self._lock:
             scripted = self._script.popleft() if self._script else None
@@ -166,11 +141,8 @@ class TeamsSink:
         return scripted or SinkResponse(202)
 
     def _handle(self, request: Request) -> Response:
-        arrived = time.time()
-        body = request.stream.read(MAX_BODY)
-        parsed: Any = None
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            parsed = json.loads(body.decode("utf-8"))
+        arrived, body = time.time(), request.get_data()
+        parsed = request.get_json(force=True, silent=True)  # None: not JSON
         answer = self._decide(request, parsed)
         if request.method == "POST":
             path = request.full_path if request.query_string else request.path
@@ -180,8 +152,5 @@ class TeamsSink:
             logger.info("teams sink: %s answered %d", "card" if seen.card else "request", answer.status)
         if answer.delay > 0:
             self._stopping.wait(answer.delay)
-        body_out = answer.body.encode("utf-8") if isinstance(answer.body, str) else answer.body
-        response = Response(body_out, status=answer.status, headers=dict(answer.headers))
-        if body_out:
-            response.headers["Content-Type"] = "application/json; charset=utf-8"
-        return response
+        json_body = "application/json; charset=utf-8" if answer.body else None
+        return Response(answer.body, answer.status, dict(answer.headers), content_type=json_body)

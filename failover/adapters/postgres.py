@@ -15,7 +15,7 @@ fixed vocabulary: driver text never leaves this module except, redacted, in a DE
 What it must not do: import psycopg at module import (it is imported inside the functions that
 use it), raise from ``check`` (a down server is a ``DbCheck`` with ``connected=False``), hold a
 transaction open (autocommit; statement, lock and idle-in-transaction timeouts on every session),
-wait without a bound (a timer cancels a statement stuck past its timeout, e.g. a commit waiting
+wait without a bound (``deadlines`` cancels a statement stuck past its timeout, e.g. a commit waiting
 for a synchronous standby that is gone), or put a password, a token or the conninfo into an
 error text or a log line.
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from failover.adapters.deadlines import Deadlines
 from failover.adapters.session_watch import SessionWatch, Watched
 from failover.ports import Clock, DbCheck
 from failover.secrets import MARK, redact
@@ -174,6 +175,7 @@ class PostgresProbe:
         self._max_sessions = max(1, max_sessions)
         self._slots_lock = threading.Lock()
         self._sessions = SessionWatch(clock)
+        self._deadlines = Deadlines(_cancel)
 
     # ---------------------------------------------------------------- public
 
@@ -249,6 +251,7 @@ class PostgresProbe:
             with slot.lock:
                 self._drop(slot)
         self._sessions.close()
+        self._deadlines.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -423,16 +426,12 @@ class PostgresProbe:
     def _execute(
         self, conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] | None = None
     ) -> psycopg.Cursor[Any]:
-        """Run one statement; a timer cancels it if the server-side timeouts did not end it."""
-        limit = self._statement_timeout_ms / 1000.0 + 1.0
-        timer = threading.Timer(limit, _cancel, args=(conn,))
-        timer.daemon = True
-        timer.start()
+        """Run one statement; it is cancelled if the server-side timeouts did not end it in time."""
+        token = self._deadlines.watch(conn, self._statement_timeout_ms / 1000.0 + 1.0)
         try:
             return conn.execute(query, params)
         finally:
-            timer.cancel()
-            timer.join(timeout=5)
+            self._deadlines.done(token)
 
     def _drop(self, slot: _Slot) -> None:
         conn, slot.conn, slot.table_ready = slot.conn, None, False

@@ -484,6 +484,12 @@ class TableStore:
     def _transaction(self, operations: list[tuple[Any, ...]]) -> None:
         if len(operations) > _BATCH:  # Azure refuses it; Azurite answers with a malformed reply
             raise StorageError(f"a transaction holds at most {_BATCH} operations ({len(operations)})")
+        if len(operations) == 1:
+            # One operation is atomic on its own: the plain entity call gives the same result and the
+            # same conflicts, without the SDK building and parsing a multipart batch (about 5 ms of
+            # CPU per call, measured: docs/benchmarks.md, "Alert storm").
+            self._call(partial(_single_operation, self._client, *operations[0]))
+            return
         self._call(lambda: self._client.submit_transaction(operations))
 
     def _call(self, action: Callable[[], T], *, count: bool = True) -> T:
@@ -572,6 +578,14 @@ def _sdk_operation(op: codec.Operation) -> tuple[Any, ...]:
         return ("upsert", op.entity, {"mode": UpdateMode.MERGE})
     options = {"mode": UpdateMode.REPLACE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
     return ("update", op.entity, options)
+
+
+def _single_operation(
+    client: TableClient, kind: str, entity: Mapping[str, Any], options: Mapping[str, Any] | None = None
+) -> None:
+    """One transaction operation (as `submit_transaction` takes it) as the entity call it stands for."""
+    call = {"create": client.create_entity, "upsert": client.upsert_entity, "update": client.update_entity}
+    call[kind](entity, **(options or {}))
 
 
 def _status_clause(status: IncidentStatus | None) -> str:

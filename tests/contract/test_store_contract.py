@@ -89,6 +89,22 @@ def test_a_failed_commit_leaves_nothing_behind(any_store):
     assert len(any_store.timeline(replace(incident, last_signal_at=T0 + timedelta(seconds=30)))) == 1
 
 
+def test_a_state_only_commit_is_created_once_and_replaced_only_under_its_etag(any_store):
+    """A commit of the state alone (the probes' bookkeeping) is one operation: on Azure Table it goes
+    as the plain entity call, not a batch (issue 15), with the same create-once and ETag rules."""
+    state = ServerState(server="pg-prod-01")
+    any_store.commit(state, None)
+    with pytest.raises(ConcurrencyConflictError):
+        any_store.commit(state, None)
+    stored, etag = any_store.read_state("pg-prod-01")
+    assert stored == state and etag
+    moved = replace(state, resource_id="/subscriptions/s/resourceGroups/rg/providers/x/y/pg-prod-01")
+    any_store.commit(moved, etag)
+    with pytest.raises(ConcurrencyConflictError):
+        any_store.commit(replace(moved, resource_id="stale"), etag)
+    assert any_store.read_state("pg-prod-01")[0] == moved
+
+
 def test_incidents_timeline_and_lookups_round_trip(any_store):
     decisions = _decided(
         signal(SignalKind.FAILOVER_STARTED, 0, cause=Cause.FORCED, confidence=3),

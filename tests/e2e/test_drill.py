@@ -43,7 +43,7 @@ def _play_azure(stack, stop: threading.Event) -> None:
     deadline = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < deadline:
         if any(r.method == "POST" and r.path.endswith("/restart") for r in stack.emulator.requests):
-            app.post_alert(
+            app.post(
                 azure.activity_log(
                     "Started",
                     resource_id=stack.resource_id,
@@ -91,8 +91,7 @@ def test_game_day_follows_the_app_through_its_api(stack, monkeypatch, tmp_path):
     try:
         report = game_day(
             resource_id=stack.resource_id,
-            app_url=stack.base_url,
-            key=stack.function_key,
+            app=AppClient(stack.base_url, stack.function_key),
             mode="PlannedFailover",
             timeout=90,
             progress=Progress(),

@@ -143,7 +143,7 @@ def test_redis_down_keeps_the_record_and_the_sweeper_finishes_once(make_runtime,
 
 
 def test_429_with_retry_after_is_left_to_the_outbox_then_delivers_exactly_one_card(make_runtime, sink, clock):
-    sink.script([(429, {"Retry-After": "120"}), 202])
+    sink.script([SinkResponse(429, {"Retry-After": "120"}), 202])
     rt = make_runtime()
     incident_id = _open(rt)
     card = _effects(rt, incident_id)[(Transition.OPENED, EffectName.NOTIFY_TEAMS)]

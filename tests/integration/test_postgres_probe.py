@@ -76,7 +76,7 @@ def test_writable_primary_heartbeat_once_per_check_and_connection_reuse(pg_pair,
 
 
 def test_standby_only_conninfo_is_connected_but_not_writable(pg_pair, pg_password):
-    probe = _probe(pg_pair.node_conninfo(pg_pair.standby), pg_password)
+    probe = _probe(pg_pair.conninfo(node=pg_pair.standby), pg_password)
     try:
         check = probe.check(SERVER)
         assert check.connected and not check.writable and not check.ok
@@ -142,7 +142,7 @@ def test_wrong_password_and_failing_token_provider_are_redacted(pg_pair):
     assert not check.connected and not check.writable
     assert check.fault == "login_refused" and "authentication failed" in (check.error or "")
     assert secret not in (check.error or "")
-    assert f"port={pg_pair.primary_port},{pg_pair.standby_port}" not in (check.error or "")
+    assert f"port={pg_pair.primary.port},{pg_pair.standby.port}" not in (check.error or "")
 
     def broken(server: str) -> str:
         raise RuntimeError(f"token endpoint said no: {secret}")

@@ -35,9 +35,7 @@ class ProbeDb:
     dbname: str
 
     def conninfo(self, *, node: pgpair.PgNode | None = None) -> str:
-        if node is not None:
-            return self.pair.node_conninfo(node, self.dbname, user=self.role)
-        return self.pair.conninfo(self.dbname, user=self.role)
+        return self.pair.conninfo(self.dbname, node=node, user=self.role)
 
     def superuser(self, *statements: sql.Composable | str) -> None:
         pgpair.run_as_superuser(self.pair, *statements, dbname=self.dbname)

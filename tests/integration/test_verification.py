@@ -115,7 +115,7 @@ def test_a_promotion_keeps_planner_statistics_but_restarts_autovacuums_counters(
 
 def test_the_standby_endpoint_is_not_a_writer(pg_pair, pg_password):
     probe = PostgresProbe(
-        lambda s: pg_pair.node_conninfo(pg_pair.standby), lambda s: pg_password, probe_id="verify-standby"
+        lambda s: pg_pair.conninfo(node=pg_pair.standby), lambda s: pg_password, probe_id="verify-standby"
     )
     seen = PostgresVerifier(probe).inspect(SERVER)
     assert (seen.reachable, seen.writable, seen.in_recovery) == (True, False, True)

@@ -99,9 +99,9 @@ def test_redis_stopped_for_30_seconds_mid_storm(make_stack, redis_server: RedisS
 
 def test_teams_answering_429_and_500_for_a_while(make_stack) -> None:
     stack = make_stack()
-    trouble: list[SinkResponse | int | tuple[int, dict[str, str]]] = []
+    trouble: list[SinkResponse | int] = []
     for n in range(36):
-        trouble.append((429, {"Retry-After": "1"}) if n % 3 == 0 else 500 if n % 3 == 1 else 503)
+        trouble.append(SinkResponse(429, {"Retry-After": "1"}) if n % 3 == 0 else 500 if n % 3 == 1 else 503)
     stack.sink.script(trouble)
     workload = zone_outage(20, prefix="pg-teams", seed=2)
     sent = send_all(stack.served, workload.deliveries)

@@ -167,7 +167,13 @@ def test_secrets_never_appear_in_logs_entities_or_responses(
     with TeamsSink() as sink, RedisServer(password=redis_password) as redis_server:
         # Teams refuses a card and echoes the URL, then fails a few times: errors are stored and logged
         sink.script(
-            [SinkResponse(400, body=f"bad card for {sink.url}"), 500, 500, 500, (429, {"Retry-After": "0"})]
+            [
+                SinkResponse(400, body=f"bad card for {sink.url}"),
+                500,
+                500,
+                500,
+                SinkResponse(429, {"Retry-After": "0"}),
+            ]
         )
         clock = FakeClock(T0 + timedelta(minutes=10))
         env = {
