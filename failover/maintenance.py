@@ -12,7 +12,9 @@ When it reads (at most one read per server per call; ``due``):
 - every ``window_poll`` while a known upcoming event's window is near or open, so the event's
   ``InProgress`` is seen before (or as) the platform fails the server over;
 - at most every ``urgent_gap`` while the probe sees a failover (HA state, primary zone change):
-  then also the past events that ended within ``recent``, for a maintenance already ``Complete``.
+  then also the past events that ended within ``recent``, for a maintenance already ``Complete``;
+- within a worker's read budget (``ReadBudget``: ARM throttles reads per subscription), urgent
+  reads first; a read put off stays due for the server's next check.
 """
 
 from __future__ import annotations
@@ -41,6 +43,36 @@ class MaintenancePolls:
     urgent_gap: timedelta = timedelta(seconds=2)
     urgent_near_gap: timedelta = timedelta(seconds=1)
     recent: timedelta = timedelta(hours=1)
+
+
+@dataclass
+class ReadBudget:
+    """A token bucket for one worker's maintenance reads (pure: the caller passes the time).
+
+    Azure Resource Manager refills 25 reads a second per subscription and principal, shared by
+    every instance and by the probe's listings
+    (https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling).
+    A cold worker of a 500-server fleet would otherwise read every server's events at its first
+    check, at once. Routine reads (first reads, the hourly poll) leave `reserve` tokens to urgent
+    ones (a failover in progress, whose cause may be a maintenance), and a refused read stays due
+    for the server's next check.
+    """
+
+    rate: float = 4.0  # tokens a second
+    burst: float = 20.0
+    reserve: float = 8.0
+    tokens: float = 20.0
+    at: datetime | None = None
+
+    def take(self, now: datetime, *, cost: float, urgent: bool) -> bool:
+        if self.at is not None:
+            elapsed = max(0.0, (now - self.at).total_seconds())
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.at = now
+        if self.tokens - cost < (0.0 if urgent else self.reserve):
+            return False
+        self.tokens -= cost
+        return True
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,7 @@ class MaintenanceWatch:
     inspector: ServerInspector
     clock: Clock
     polls: MaintenancePolls = field(default_factory=MaintenancePolls)
+    budget: ReadBudget = field(default_factory=ReadBudget)
     _reads: dict[str, _Read] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -85,6 +118,8 @@ class MaintenanceWatch:
             last = self._reads.get(server)
             if not due(last, now, urgent=urgent, polls=self.polls):
                 return ()
+            if not self.budget.take(now, cost=2 if urgent else 1, urgent=urgent):  # urgent: + past
+                return ()  # put off: still due at the server's next check
             # Claimed before reading: two threads watching one server never read twice.
             self._reads[server] = _Read(now, ok=False, upcoming=last.upcoming if last else None)
         try:
