@@ -61,8 +61,11 @@ class ReadBudget:
     rate: float = 4.0  # tokens a second
     burst: float = 20.0
     reserve: float = 8.0
-    tokens: float = 20.0
-    at: datetime | None = None
+    tokens: float = field(init=False)
+    at: datetime | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst  # a cold worker starts with a full bucket
 
     def take(self, now: datetime, *, cost: float, urgent: bool) -> bool:
         if self.at is not None:

@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -151,7 +151,7 @@ class CachedClientFactory:
     def _build(self, subscription_id: str) -> PostgreSQLManagementClient:
         from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
 
-        # Pinned: the raw listing (`_raw_pages`) asks for the same version the SDK's calls use.
+        # Pinned: the raw listings (`_servers_in`) ask for the same version the SDK's calls use.
         kwargs: dict[str, Any] = {"api_version": API_VERSION, **self._options}
         if self._base_url is not None:
             kwargs["base_url"] = self._base_url
@@ -242,14 +242,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, Enum):
         return str(value.value)
     return str(value)
-
-
-def _attr(obj: Any, *names: str) -> Any:
-    for name in names:
-        if obj is None:
-            return None
-        obj = getattr(obj, name, None)
-    return obj
 
 
 def _short(text: str | None, limit: int = 200) -> str:
@@ -434,19 +426,14 @@ class ManagementApiInspector:
             label = f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else "")
             client = self._client(sub, scope=label)
 
-            def listing(client: PostgreSQLManagementClient = client, rg: str | None = rg) -> list[str]:
-                pages: Iterable[Any] = (
-                    client.servers.list_by_resource_group(rg) if rg else client.servers.list_by_subscription()
-                )
-                ids: list[str] = []
-                for count, server in enumerate(pages, start=1):
-                    mode = _text(_attr(server, "high_availability", "mode"))
-                    rid = _text(getattr(server, "id", None))
-                    if rid and mode and mode.lower() != "disabled":
-                        ids.append(rid.lower())
-                    if count >= _MAX_ITEMS:
-                        break
-                return ids
+            def listing(client: PostgreSQLManagementClient = client, label: str = label) -> list[str]:
+                return [
+                    rid.lower()
+                    for item in _servers_in(client, label)
+                    if (rid := _text(item.get("id")))
+                    and (mode := _prop(item, "highAvailability", "mode"))
+                    and mode.lower() != "disabled"
+                ]
 
             found.update(self._call("list servers in", label, listing))
         logger.info("arm: discovered %d HA servers in %d scopes", len(found), len(scopes))
@@ -467,10 +454,9 @@ class ManagementApiInspector:
         label = f"/subscriptions/{subscription_id}"
         client = self._client(subscription_id, scope=label)
 
-        def fetch() -> list[Mapping[str, Any]]:
-            return _raw_pages(client, f"{label}/providers/{_PROVIDER}?api-version={API_VERSION}")
-
-        servers: list[Mapping[str, Any]] = self._call("list servers in", label, fetch)
+        servers: list[Mapping[str, Any]] = self._call(
+            "list servers in", label, lambda: _servers_in(client, label)
+        )
         replicas: dict[str, list[ReplicaView]] = {}
         for item in servers:
             source = _prop(item, "sourceServerResourceId")
@@ -507,12 +493,13 @@ class ManagementApiInspector:
         return events
 
 
-def _raw_pages(client: PostgreSQLManagementClient, url: str) -> list[Mapping[str, Any]]:
-    """The ``value`` items of a listing, following ``nextLink``, at most ``_MAX_ITEMS``."""
+def _servers_in(client: PostgreSQLManagementClient, scope: str) -> list[Mapping[str, Any]]:
+    """The flexible servers of a subscription or resource group as REST JSON, following
+    ``nextLink``, at most ``_MAX_ITEMS``."""
     from azure.core.rest import HttpRequest
 
     items: list[Mapping[str, Any]] = []
-    next_url: str | None = url
+    next_url: str | None = f"{scope}/providers/{_PROVIDER}?api-version={API_VERSION}"
     while next_url and len(items) < _MAX_ITEMS:
         response = client.send_request(HttpRequest("GET", next_url))
         response.raise_for_status()

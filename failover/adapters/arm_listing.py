@@ -61,7 +61,6 @@ class ListedInspector:
         self._monotonic = monotonic
         self._listings: dict[str, _Listing] = {}
         self._lock = threading.Lock()
-        self.listings = 0  # listings taken (the benchmark reports them)
 
     def get_server(self, resource_id: str) -> ServerView:
         ref = parse_server_id(resource_id)
@@ -88,7 +87,6 @@ class ListedInspector:
                 logger.warning("arm: listing refused, reading servers one by one: %s", error)
                 return None
             listing.taken = now
-            self.listings += 1
             return listing.views
 
     def list_replicas(self, resource_id: str) -> tuple[ReplicaView, ...]:
