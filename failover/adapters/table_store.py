@@ -23,6 +23,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from failover.adapters import table_batch
 from failover.adapters import table_codec as codec
 from failover.errors import ConcurrencyConflictError, StorageError, StorageUnavailableError
 from failover.incidents import ServerState
@@ -490,7 +491,7 @@ class TableStore:
             # CPU per call, measured: docs/benchmarks.md, "Alert storm").
             self._call(partial(_single_operation, self._client, *operations[0]))
             return
-        self._call(lambda: self._client.submit_transaction(operations))
+        self._call(partial(table_batch.submit, self._client, operations))
 
     def _call(self, action: Callable[[], T], *, count: bool = True) -> T:
         from azure.core.exceptions import (
