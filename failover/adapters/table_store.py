@@ -487,8 +487,7 @@ class TableStore:
             raise StorageError(f"a transaction holds at most {_BATCH} operations ({len(operations)})")
         if len(operations) == 1:
             # One operation is atomic on its own: the plain entity call gives the same result and the
-            # same conflicts, without the SDK building and parsing a multipart batch (about 5 ms of
-            # CPU per call, measured: docs/benchmarks.md, "Alert storm").
+            # same conflicts, without a multipart envelope to write or a batch answer to read.
             self._call(partial(_single_operation, self._client, *operations[0]))
             return
         self._call(partial(table_batch.submit, self._client, operations))

@@ -11,6 +11,7 @@ import selectors
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -20,13 +21,22 @@ from hypothesis import strategies as st
 from failover.adapters.session_watch import SessionWatch, Watched, _in_step, idle_sessions
 
 
+@contextmanager
+def _socket_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    """Eight connected socket pairs: ours (the kept session's end) and the server's."""
+    made = [socket.socketpair() for _ in range(8)]
+    try:
+        yield made
+    finally:
+        for a, b in made:
+            a.close()
+            b.close()
+
+
 @pytest.fixture
 def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
-    made = [socket.socketpair() for _ in range(8)]
-    yield made
-    for a, b in made:
-        a.close()
-        b.close()
+    with _socket_pairs() as made:
+        yield made
 
 
 def _keys(selector: selectors.BaseSelector) -> dict[int, selectors.SelectorKey]:
@@ -36,9 +46,8 @@ def _keys(selector: selectors.BaseSelector) -> dict[int, selectors.SelectorKey]:
 @settings(max_examples=40, deadline=None)
 @given(rounds=st.lists(st.lists(st.integers(0, 7), max_size=8), min_size=1, max_size=6))
 def test_only_the_sessions_that_changed_are_registered_again(rounds: list[list[int]]) -> None:
-    pairs = [socket.socketpair() for _ in range(8)]
-    entries = [Watched() for _ in pairs]
-    try:
+    with _socket_pairs() as pairs:
+        entries = [Watched() for _ in pairs]
         for entry, (ours, _) in zip(entries, pairs, strict=True):
             entry.idle(ours.fileno())
         with selectors.DefaultSelector() as selector:
@@ -52,13 +61,10 @@ def test_only_the_sessions_that_changed_are_registered_again(rounds: list[list[i
                 assert set(after) == {ours.fileno() for ours, _ in pairs}
                 for i, (ours, _) in enumerate(pairs):
                     fd = ours.fileno()
-                    assert after[fd].data == (entries[i], entries[i].generation)
+                    entry, generation = after[fd].data
+                    assert entry is entries[i] and generation == entries[i].generation
                     if i not in busy and fd in before:
                         assert after[fd] is before[fd]  # not registered again
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
 
 
 def test_a_closed_session_is_forgotten(pairs: list[tuple[socket.socket, socket.socket]]) -> None:
