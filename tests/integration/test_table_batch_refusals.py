@@ -4,6 +4,7 @@ A real HTTP server on loopback answers in place of the service."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +25,8 @@ def refusing() -> Iterator[tuple[ThreadingHTTPServer, list[int]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            body = ('{"odata.error":{"code":"Refused","message":{"value":"%s"}}}' % SECRET_TEXT).encode()
+            error = {"odata.error": {"code": "Refused", "message": {"value": SECRET_TEXT}}}
+            body = json.dumps(error).encode()
             self.send_response(statuses[0])
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
