@@ -39,10 +39,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench.common import ROOT, Result, percentile, python, save_json
+from bench.common import OUT, ROOT, Result, percentile, python, save_json
 
 SUBSCRIPTION = "0f1e2d3c-1500-4000-8000-000000000015"
 GROUP = "rg-fleet"
@@ -64,7 +65,7 @@ class Size:
     detect_seconds: float  # the failovers stop here even if fewer were done
 
 
-FULL = Size(servers=500, window=30.0, failovers=10, detect_seconds=240)
+FULL = Size(servers=500, window=30.0, failovers=10, detect_seconds=420)
 QUICK = Size(servers=100, window=12.0, failovers=3, detect_seconds=90)
 
 
@@ -115,6 +116,28 @@ def read_samples(paths: list[Path]) -> Samples:
     return samples
 
 
+class LastSample:
+    """When one server's database was last sampled, by any consumer, read as the sample logs grow
+    (only the lines written since the last look)."""
+
+    def __init__(self, paths: list[Path], server: str) -> None:
+        self._offsets = dict.fromkeys(paths, 0)
+        self._needle = f"db {server} "
+        self.at = float("-inf")
+
+    def __call__(self) -> float:
+        for path, offset in self._offsets.items():
+            with suppress(FileNotFoundError), path.open("rb") as log_file:
+                log_file.seek(offset)
+                chunk = log_file.read()
+                complete = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+                self._offsets[path] = offset + complete
+                for line in chunk[:complete].decode().splitlines():
+                    if line.startswith(self._needle):
+                        self.at = max(self.at, float(line.rsplit(" ", 1)[1]))
+        return self.at
+
+
 @dataclass(frozen=True)
 class Phase:
     """What one tick's window delivered."""
@@ -163,37 +186,58 @@ def phase_of(
 
 
 class _SampleLog:
-    """One line per sample, `kind server started_at`, written as it happens (a killed consumer keeps them)."""
+    """One line per sample, `kind server started_at`, kept in memory and written every 0.2 s by one
+    thread (a killed consumer loses at most that much). A write per sample was a syscall under a
+    lock at a thousand samples a second: the benchmark's own cost inflated the consumers' CPU."""
+
+    FLUSH_EVERY = 0.2
 
     def __init__(self, path: Path) -> None:
-        self._file: TextIO = path.open("a", buffering=1)
+        self._file: TextIO = path.open("a")
+        self._lines: list[str] = []
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_until_closed, name="sample-log", daemon=True)
+        self._flusher.start()
 
     def write(self, kind: str, server: str, at: float) -> None:
+        line = f"{kind} {server} {at:.6f}\n"
         with self._lock:
-            self._file.write(f"{kind} {server} {at:.6f}\n")
+            self._lines.append(line)
 
     def close(self) -> None:
+        self._stop.set()
+        self._flusher.join(timeout=5)
+        self._flush()
+        self._file.close()
+
+    def _flush_until_closed(self) -> None:
+        while not self._stop.wait(self.FLUSH_EVERY):
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
-            self._file.close()
+            lines, self._lines = self._lines, []
+        if lines:
+            self._file.write("".join(lines))
+            self._file.flush()
 
 
 class _Timed:
     """A port with one method timed (when each call started); everything else passes through."""
 
     def __init__(self, inner: Any, method: str, kind: str, sample_log: _SampleLog) -> None:
-        self._inner, self._method, self._kind, self._log = inner, method, kind, sample_log
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if name != self._method:
-            return attribute
+        self._inner = inner
+        call, write = getattr(inner, method), sample_log.write
 
         def timed(key: str, *args: Any, **kwargs: Any) -> Any:
-            self._log.write(self._kind, key.rsplit("/", 1)[-1].lower(), time.time())
-            return attribute(key, *args, **kwargs)
+            write(kind, key.rsplit("/", 1)[-1].lower(), time.time())
+            return call(key, *args, **kwargs)
 
-        return timed
+        setattr(self, method, timed)  # found before __getattr__: no closure per call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def consume(samples: Path) -> int:
@@ -205,6 +249,8 @@ def consume(samples: Path) -> int:
     from local.runner import FunctionHost, QueueOptions
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("failover.service", "handlers.queues"):  # what each failover recorded, each shard's run
+        logging.getLogger(name).setLevel(logging.INFO)
     runtime = build_runtime(Settings.from_env())
     sample_log = _SampleLog(samples)
     runtime.db_probe = _Timed(runtime.db_probe, "check", "db", sample_log)
@@ -231,19 +277,33 @@ def _bulk_names(size: Size) -> list[str]:
 
 
 def _prepare_bulk(pair: Any, names: list[str], connections: int) -> None:
-    """Room for every consumer's kept connections, and one schema (heartbeat table) per logical server."""
+    """Room for every consumer's kept connections, and one schema (heartbeat table) per logical server.
+
+    The bulk servers never fail over: their primary runs alone (standby stopped, no synchronous
+    standby to wait for) and their endpoint is that node. Replaying a thousand heartbeats a second
+    on a standby took CPU the consumers needed on this 2-core machine; and through the pair's
+    two-host endpoint a connection slower than its 2 s timeout at a loaded tick went on to the
+    standby, so hundreds of healthy servers "reached a node in recovery" at once.
+    """
     import psycopg
 
     from failover.adapters.postgres import CREATE_TABLE_SQL
     from local import pgpair
 
-    pgpair.run_as_superuser(pair, f"ALTER SYSTEM SET max_connections = {connections}")
-    pgpair.rebuild_standby(pair)  # copies the setting: a hot standby needs at least the primary's
+    pgpair.run_as_superuser(
+        pair,
+        f"ALTER SYSTEM SET max_connections = {connections}",
+        "ALTER SYSTEM SET synchronous_standby_names = ''",
+    )
+    pgpair.stop_node(pair, pair.standby)
     pgpair.restart_node(pair, pair.primary)
-    _until(lambda: pgpair.is_synchronous(pair), "the bulk pair streams synchronously again", 60)
     ddl = "".join(f"CREATE SCHEMA {name}; SET search_path = {name}; {CREATE_TABLE_SQL};" for name in names)
-    with psycopg.connect(pair.conninfo(include_password=True), autocommit=True) as conn:
+    with psycopg.connect(_bulk_endpoint(pair, include_password=True), autocommit=True) as conn:
         conn.execute(ddl.encode())
+
+
+def _bulk_endpoint(pair: Any, *, include_password: bool = False) -> str:
+    return str(pair.conninfo(node=pair.primary, include_password=include_password))
 
 
 def _until(condition: Callable[[], bool], what: str, seconds: float) -> None:
@@ -297,7 +357,47 @@ def stack(size: Size) -> Iterator[Stack]:
             pgpair.stop_pair(pair)
             shutil.rmtree(pair.base_dir, ignore_errors=True)
         services.stop()
+        _keep_consumer_logs(base / "samples")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def _stack_log(path: Path) -> Iterator[None]:
+    """What the emulator and the pairs did (kills, promotions, HA states), timed, into `path`; only
+    their warnings reach the console, as before."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("local.arm_emulator", "local.pgpair", __name__)]
+    before = [(each.level, each.propagate) for each in loggers]
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    for each in loggers:
+        each.setLevel(logging.INFO)
+        each.propagate = False
+        each.addHandler(handler)
+        each.addHandler(console)
+    try:
+        yield
+    finally:
+        for each, (level, propagate) in zip(loggers, before, strict=True):
+            each.removeHandler(handler)
+            each.removeHandler(console)
+            each.setLevel(level)
+            each.propagate = propagate
+        handler.close()
+
+
+def _keep_consumer_logs(folder: Path) -> None:
+    """Each consumer's log (warnings: failed checks, recording retries, each shard's run) and when it
+    checked the failing-over server, into bench/out/fleet-logs."""
+    kept = OUT / "fleet-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir(parents=True)
+    for log_file in folder.glob("*.log"):
+        shutil.copy(log_file, kept / log_file.name)
+    for samples in folder.glob("*.samples"):
+        lines = [line for line in samples.read_text().splitlines() if f" {TARGET} " in line]
+        (kept / f"{samples.stem}.{TARGET}").write_text("".join(f"{line}\n" for line in lines))
 
 
 def _start_pairs(pairs: dict[str, Any], password: str) -> None:
@@ -331,7 +431,7 @@ def _settings(
 
     options = QueueOptions.from_host_json(ROOT / "host.json")
     per_instance = options.batch_size + options.threshold  # shards one instance runs at once
-    bulk = pairs["bulk"].conninfo()
+    bulk = _bulk_endpoint(pairs["bulk"])
     return {
         "AzureWebJobsStorage": storage,
         "FAILOVER_TABLE": "fleet" + secrets.token_hex(4),
@@ -476,7 +576,7 @@ def _one_consumer(fleet: Stack, size: Size, folder: Path) -> Phase:
 @dataclass
 class FourConsumers:
     phase: Phase
-    detected: list[float | None]
+    detected: list[Detection | None]
     gaps: list[float]
     connections: int
     arm_reads: int  # management API reads of servers (not maintenance events) in the measured window
@@ -505,7 +605,7 @@ def _four_consumers(fleet: Stack, runtime: Any, size: Size, folder: Path) -> Fou
                 window=size.window,
                 cpu=cpu,
             )
-            detected = _failovers(fleet, runtime, size, ticker)
+            detected = _failovers(fleet, runtime, size, ticker, LastSample(paths, TARGET))
         finally:
             ticker.stop()
         ticks = list(ticker.ticks)
@@ -519,32 +619,67 @@ def _server_reads(requests: list[Any]) -> int:
     return sum(1 for r in requests if r.method == "GET" and "maintenance" not in r.path.lower())
 
 
-def _failovers(fleet: Stack, runtime: Any, size: Size, ticker: Ticker) -> list[float | None]:
-    """Kill the target's primary inside a window; kill -> incident recorded, once per failover."""
+def _failovers(
+    fleet: Stack, runtime: Any, size: Size, ticker: Ticker, last_sample: LastSample
+) -> list[Detection | None]:
+    """Kill the target's primary while it is watched; kill -> incident recorded, once per failover."""
     from local import pgpair
 
     outage = runtime.settings.probe_db_outage_seconds
-    detected: list[float | None] = []
+    detected: list[Detection | None] = []
     stop = time.monotonic() + size.detect_seconds
     while len(detected) < size.failovers and time.monotonic() < stop:
         fleet.emulator.wait_for(GROUP, TARGET, lambda s: s.ha_state == "Healthy" and not s.busy, timeout=120)
-        _until(lambda: _inside_window(ticker, size.window, outage + 3), "a window with room", 3 * size.window)
+        grace = runtime.prober.schedule.record_grace
+        watched = partial(_watched, ticker, size.window, outage + 3, last_sample, grace)
+        _until(watched, "the target watched", 3 * size.window)
         known = _incident_ids(runtime)
+        before = len(fleet.emulator.server(GROUP, TARGET).history)
         killed = time.time()
+        log.info("fleet: failover %d: killing the target's primary", len(detected) + 1)
         pgpair.kill_primary(fleet.target)
         detected.append(_new_incident(runtime, known, killed, timeout=60))
         if detected[-1] is None:
             _note_miss(runtime, killed, len(detected))
-        fleet.emulator.wait_for(GROUP, TARGET, lambda s: s.ha_state == "Healthy" and not s.busy, timeout=120)
+        # The probe can record the failover before the emulator's watchdog has even noticed it
+        # (3 missed pings): Healthy again means Healthy after a change of its history since the kill.
+        zone = fleet.emulator.wait_for(
+            GROUP, TARGET, partial(_healthy_since, before), timeout=120
+        ).primary_zone
+        # Azure rebuilds the standby for minutes before a server can fail over again; the emulator
+        # does it in a second or two. The next failover waits until the app has seen this one
+        # whole (its management API view caught up), as it would have in Azure: otherwise one
+        # failover's late zone change lands in the next one's incident.
+        log.info("fleet: failover %d: the emulator is Healthy, primary in zone %s", len(detected), zone)
+        _until(partial(_app_sees, runtime, zone), "the app's view of the failover", 60)
         time.sleep(QUIET + 1)
         runtime.responder.sweep()  # the incident settles before the next failover
     return detected
 
 
-def _inside_window(ticker: Ticker, window: float, room: float) -> bool:
-    """At least 3 s into the current tick's window (its shards taken) and `room` s before its end."""
-    elapsed = time.time() - ticker.ticks[-1]
-    return 3.0 <= elapsed <= window - room
+def _healthy_since(entries: int, server: Any) -> bool:
+    """Healthy and idle, after its history grew past `entries` (a failover happened since)."""
+    return len(server.history) > entries and server.ha_state == "Healthy" and not server.busy
+
+
+def _app_sees(runtime: Any, primary_zone: str | None) -> bool:
+    """The app's stored view of the target: Healthy, with the primary in `primary_zone`."""
+    state, _ = runtime.store.read_state(TARGET)
+    topology = state.topology if state else None
+    return topology is not None and (topology.primary_zone, topology.ha_state) == (primary_zone, "Healthy")
+
+
+def _watched(ticker: Ticker, window: float, room: float, last_sample: LastSample, grace: float) -> bool:
+    """The current tick's run samples the target (it has started: on a loaded machine that can be
+    seconds after the tick) and `room` s are left before its window ends.
+
+    A sample counts only once the previous tick's run can no longer take one: a run samples on past
+    its window while its recording finishes, up to its grace, and a failover started then would
+    fall in the gap before the next run.
+    """
+    now, tick = time.time(), ticker.ticks[-1]
+    last = last_sample()
+    return last > tick - TICK_GAP + grace and now - last <= 1.0 and now - tick <= window - room
 
 
 def _incident_ids(runtime: Any) -> set[str]:
@@ -552,14 +687,28 @@ def _incident_ids(runtime: Any) -> set[str]:
     return {i.incident_id for i in page.incidents}
 
 
-def _new_incident(runtime: Any, known: set[str], killed: float, *, timeout: float) -> float | None:
+@dataclass(frozen=True)
+class Detection:
+    """One failover: kill -> incident readable, and its two parts (kill -> the app's first
+    evidence received, that evidence -> readable in Table storage)."""
+
+    readable: float
+    declared: float | None
+    killed: float  # when (epoch seconds), to read against bench/out/fleet-logs
+
+
+def _new_incident(runtime: Any, known: set[str], killed: float, *, timeout: float) -> Detection | None:
     """Seconds from the kill until an incident that was not there before it is readable in Table
     storage. Not "opened after the kill": when sampling had a gap, the probe dates the outage from
     its last good write, which may come before the kill."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _incident_ids(runtime) - known:
-            return time.time() - killed
+        new = _incident_ids(runtime) - known
+        if new:
+            readable = time.time() - killed
+            incident = runtime.store.get_incident(sorted(new)[0])
+            first = incident.detected_at if incident else None
+            return Detection(readable, first.timestamp() - killed if first else None, killed)
         time.sleep(0.05)
     return None
 
@@ -590,7 +739,7 @@ def _probe_connections(fleet: Stack) -> int:
 
     from failover.adapters.postgres import APPLICATION_NAME
 
-    with psycopg.connect(fleet.bulk.conninfo(include_password=True), autocommit=True) as conn:
+    with psycopg.connect(_bulk_endpoint(fleet.bulk, include_password=True), autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
         ).fetchone()
@@ -610,8 +759,8 @@ def run(*, quick: bool = False) -> Result:
         "fleet",
         "Fleet: the probe fanned out over a queue to 1 and 4 consumer processes; detection at scale",
         f"{size.servers} servers behind the ARM emulator ({size.servers - 1} logical servers of one"
-        " PostgreSQL pair, 1 with its own pair); the app's probe_servers timer enqueues shards on"
-        " Azurite's queue;"
+        " PostgreSQL node that never fails over, 1 with its own HA pair); the app's probe_servers timer"
+        " enqueues shards on Azurite's queue;"
         " consumers are processes running the local Functions runner (host.json queue settings);"
         f" one {size.window:.0f} s window per measured tick; {size.failovers} unplanned failovers",
     )
@@ -621,14 +770,16 @@ def run(*, quick: bool = False) -> Result:
         try:
             folder = fleet.base / "samples"
             folder.mkdir()
-            load = os.getloadavg()[0]
-            one = _one_consumer(fleet, size, folder)
-            four = _four_consumers(fleet, runtime, size, folder)
-            loads = (load, os.getloadavg()[0])
+            with _stack_log(folder / "stack.log"):
+                load = os.getloadavg()[0]
+                one = _one_consumer(fleet, size, folder)
+                four = _four_consumers(fleet, runtime, size, folder)
+                loads = (load, os.getloadavg()[0])
         finally:
             set_runtime(None)
     _report(result, runtime.settings, size, one, four, loads)
-    save_json("fleet.json", {"one": one.__dict__, "four": four.phase.__dict__, "detected": four.detected})
+    detected = [d.__dict__ if d else None for d in four.detected]
+    save_json("fleet.json", {"one": one.__dict__, "four": four.phase.__dict__, "detected": detected})
     return result
 
 
@@ -700,9 +851,11 @@ def _demand(phase: Phase, settings: Any) -> float:
     )
 
 
-def _report_detection(result: Result, settings: Any, detected: list[float | None], planned: int) -> None:
+def _report_detection(result: Result, settings: Any, detected: list[Detection | None], planned: int) -> None:
     limit = settings.probe_db_outage_seconds + 2
-    seen = [d for d in detected if d is not None]
+    seen = [d.readable for d in detected if d is not None]
+    declared = [d.declared for d in detected if d is not None and d.declared is not None]
+    written = [d.readable - d.declared for d in detected if d is not None and d.declared is not None]
     missing = len(detected) - len(seen)
     result.add(
         f"unplanned failover -> incident recorded, {len(detected)} failovers, fleet watched (p50 / p99)",
@@ -711,7 +864,16 @@ def _report_detection(result: Result, settings: Any, detected: list[float | None
         len(detected) == planned and not missing and percentile(seen, 99) <= limit,
         (f"{missing} without an incident within 60 s; " if missing else "")
         + (f"only {len(detected)} of {planned} within the time bound; " if len(detected) < planned else "")
-        + "from the kill of the primary (the emulator's watchdog promotes the standby)",
+        + "from the kill of the primary (the emulator's watchdog promotes the standby); each: "
+        + ", ".join(f"{d:.2f}" for d in seen),
+    )
+    result.add(
+        "  kill -> the app's first evidence / that evidence -> readable (p50 / p99)",
+        f"{percentile(declared, 50):.2f} s / {percentile(declared, 99):.2f} s;"
+        f" {percentile(written, 50):.2f} s / {percentile(written, 99):.2f} s",
+        notes="the first part: the first failed check, then the debounce of PROBE_DB_OUTAGE_SECONDS"
+        f" ({settings.probe_db_outage_seconds:g} s) unless a node in recovery or the promoted standby"
+        " answered first; the second: the recording queue and one Table transaction",
     )
 
 
@@ -729,8 +891,9 @@ def _notes(size: Size, one: Phase, four: FourConsumers, load: tuple[float, float
         " waiting until their window is over (dropped as late): 1 instance watches 2 shards.",
         "Intervals are between two samples of one server within one tick's window (each consumer notes"
         " when every check starts); the first sample after a tick is reported separately. Failovers are"
-        " started at least 3 s into a window and with room before its end; one in the gap between two"
-        " windows is seen at the next tick.",
+        " started while the target is watched (sampled within the last second, by whichever consumer"
+        " took its shard) and with room before the window's end; one in the gap between two windows"
+        " is seen at the next run's first sample (the gap is reported above).",
         f"Probe sessions open on the bulk pair's primary at the end: {four.connections:,} for"
         f" {size.servers - 1} servers (each consumer keeps at most 2 x PROBE_SHARD_SIZE + 16, least"
         " recently watched closed first).",

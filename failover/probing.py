@@ -13,8 +13,9 @@ every server is watched for the whole window, the management API every `arm_inte
 database every `db_interval` (every `db_fast_interval` while writes fail, so the end of an outage
 is caught within ~0.2 s). Two bounded pools do the work whatever the fleet's size, never a thread
 per server: `max_workers` threads sample databases, `record_workers` threads record what they
-handed over (in order, per server) and check the management API. A sampler never waits on
-recording. Start times are spread over the first interval so the pools see an even load. The run
+handed over (in order, per server) and check the management API, one of them kept for recording
+only. A sampler never waits on recording, and recording waits on no other server's management API
+call. Start times are spread over the first interval so the pools see an even load. The run
 ends by the window's end plus a short recording grace; what it could not do (signals not recorded,
 servers never reached) is counted on the report and derived again by the next run.
 
@@ -151,15 +152,34 @@ class Prober:
             self.on_report(report)
         return report
 
-    def _arm_check(self, resource_id: str, health: ServerHealth) -> None:
+    def _arm_check(
+        self, resource_id: str, health: ServerHealth, stored: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """One management API check; returns the view it left stored, for the run's next check.
+
+        `stored` is the view an earlier check of this run read stored, with nothing to record: while
+        the listing shows it, there is nothing a read could add. Only management API views write a
+        server's topology (`absorb_view`), and within a run no other instance checks the server
+        (its shard is this run's). Across runs another instance may have written it, so each run's
+        first check reads (the same view again after a change back and forth is not "unchanged").
+        """
         if self.inspector is None:
             health.arm = "not_configured"
-            return
+            return None
         inspector = self.inspector
+        left: dict[str, Any] | None = None
 
         def check() -> None:
+            nonlocal left
             view = inspector.get_server(resource_id)
             self._remember(view)
+            seen = view_dict(view)
+            window: tuple[Signal, ...] | None = None
+            if seen == stored:
+                window = self._maintenance_window(resource_id, view, ())
+                if not window:
+                    left, health.checked_at = seen, self.clock()
+                    return
             state, etag = self.responder.store.read_state(view.server)
             now = self.clock()
             signals = diff_view(
@@ -169,23 +189,31 @@ class Prober:
                 observed_at=now,
                 received_at=now,
             )
-            if self.maintenance is not None:
-                # Recorded first: a failover opening in a running maintenance is named so at once.
-                urgent = view.ha_state in HA_PROBLEM_STATES or any(
-                    s.role is not Role.CONTEXT for s in signals
-                )
-                signals = (*self.maintenance(resource_id, view.server, urgent), *signals)
+            if window is None:
+                window = self._maintenance_window(resource_id, view, signals)
+            # Recorded first: a failover opening in a running maintenance is named so at once.
             # Each signal carries the view as far as it goes: a failure part way leaves the rest to
             # be derived again by the next check (the known view advanced only past what was recorded).
-            recorded = sum(o.status == "recorded" for o in self.responder.record_all(signals))
+            recorded = sum(o.status == "recorded" for o in self.responder.record_all((*window, *signals)))
             health.signals += recorded
             # Nothing recorded since the read: its state and ETag are still current (a quiet check
             # is then one Table request, or none written when the view did not change).
             known = (state, etag) if not recorded else None
-            self.responder.save_probe_facts(view.server, view=view_dict(view), observed_at=now, known=known)
+            saved = self.responder.save_probe_facts(view.server, view=seen, observed_at=now, known=known)
+            left = None if recorded or saved else seen
             health.checked_at = now
 
         self._guard(health, "arm", check)
+        return left
+
+    def _maintenance_window(
+        self, resource_id: str, view: ServerView, signals: tuple[Signal, ...]
+    ) -> tuple[Signal, ...]:
+        """Running maintenance to record before a check's signals (read sooner during a failover)."""
+        if self.maintenance is None:
+            return ()
+        urgent = view.ha_state in HA_PROBLEM_STATES or any(s.role is not Role.CONTEXT for s in signals)
+        return self.maintenance(resource_id, view.server, urgent)
 
     def _db_check(
         self, health: ServerHealth, memory: DbProbeMemory, handoff: queue.Queue[_Sampled]
@@ -324,6 +352,7 @@ class _Watch:
         self.working = False  # its work task is running (one at a time per server)
         self.again = False  # work arrived while it ran: it goes round once more
         self.saved = False
+        self.stored_view: dict[str, Any] | None = None  # what its last management API check left stored
 
 
 class _Fleet:
@@ -375,11 +404,11 @@ class _Fleet:
             ThreadPoolExecutor(max(1, schedule.record_workers), thread_name_prefix="probe-rec") as workers,
         ):
             while (event := self._next()) is not None:
-                is_sample, watch = event
+                is_sample, watch, urgent = event
                 if is_sample:
                     samplers.submit(self._sample, watch)
                 else:
-                    workers.submit(self._work, watch)
+                    workers.submit(self._work, watch, urgent=urgent)
             samplers.shutdown(wait=True, cancel_futures=True)
             with self._cond:  # the budget is spent: keep what was recorded, once per server
                 last = [w for w in self._watches if not w.saved and not w.working]
@@ -400,7 +429,7 @@ class _Fleet:
             heapq.heappush(self._works, (0 if urgent else 1, due, self._order, False, watch))
         self._cond.notify()
 
-    def _next(self) -> tuple[bool, _Watch] | None:
+    def _next(self) -> tuple[bool, _Watch, bool] | None:
         """The next due event a pool has room for, or None when everything is done or the budget is
         spent. Events wait here, not in a pool's queue: a pool never runs a backlog of stale work."""
         with self._cond:
@@ -413,7 +442,8 @@ class _Fleet:
                 if heap is None:
                     self._cond.wait(timeout=max(0.001, min(until, self._give_up) - now))
                     continue
-                *_, is_sample, watch = heapq.heappop(heap)
+                event = heapq.heappop(heap)
+                is_sample, watch, urgent = event[-2], event[-1], not event[-2] and event[0] == 0
                 if is_sample:
                     self._sampling += 1
                 else:
@@ -423,12 +453,12 @@ class _Fleet:
                     watch.working = True
                     self._busy += 1
                 self._outstanding += 1
-                return is_sample, watch
+                return is_sample, watch, urgent
 
     def _ready(self, now: float) -> tuple[list[Any] | None, float]:
         """The heap whose head is due with room in its pool (samples first), else when to look again."""
         room_to_sample = self._samples and self._sampling < max(1, self._schedule.max_workers)
-        room_to_work = self._works and self._busy < max(1, self._schedule.record_workers)
+        room_to_work = self._works and self._busy < self._work_room(self._works[0][0])
         if room_to_sample and self._samples[0][0] <= now:
             return self._samples, now
         if room_to_work and self._works[0][1] <= now:
@@ -436,6 +466,12 @@ class _Fleet:
         times = [self._samples[0][0]] if room_to_sample else []
         times += [self._works[0][1]] if room_to_work else []
         return None, min(times, default=self._give_up)
+
+    def _work_room(self, rank: int) -> int:
+        """Workers a task of this rank may fill: one is kept for recording what a sampler handed
+        over, so a detected failover never waits on management API calls that hang or crawl."""
+        workers = max(1, self._schedule.record_workers)
+        return workers if rank == 0 or workers == 1 else workers - 1
 
     def _done(self, *, sample: bool = False) -> None:
         with self._cond:
@@ -454,14 +490,17 @@ class _Fleet:
                 health.db_worst_gap = max(health.db_worst_gap, started - watch.last_sample)
             watch.last_sample = started
             health.db_samples += 1
-            if watch.memory is None:
-                watch.memory = prober._db_memory(health.server)
-                assert watch.memory is not None
-                with self._cond:
-                    watch.recorder.committed = watch.memory
             handoff: queue.Queue[_Sampled] = queue.Queue()
-            watch.memory = prober._db_check(health, watch.memory, handoff)
-            failing = watch.memory.failing
+            try:
+                if watch.memory is None:
+                    watch.memory = prober._db_memory(health.server)
+                    assert watch.memory is not None
+                    with self._cond:
+                        watch.recorder.committed = watch.memory
+                watch.memory = prober._db_check(health, watch.memory, handoff)
+            except Exception:  # as in _work: the server must stay sampled for the rest of the run
+                log.exception("probe of server %s: a database sample failed unexpectedly", health.server)
+            failing = watch.memory is not None and watch.memory.failing
             wake = started + (self._schedule.db_fast_interval if failing else self._schedule.db_interval)
             with self._cond:
                 for sampled in _drain(handoff):
@@ -481,20 +520,18 @@ class _Fleet:
         finally:
             self._done(sample=True)
 
-    def _work(self, watch: _Watch) -> None:
-        """A server's management API check and recording; one task at a time per server."""
+    def _work(self, watch: _Watch, *, urgent: bool = False) -> None:
+        """A server's management API check and recording; one task at a time per server. An urgent
+        task (a sampler handed something over) only records: it may hold the worker kept for that,
+        and a due management API check is pushed for another worker."""
         try:
-            prober = self._prober
             while True:
-                now = prober.monotonic()
-                if watch.next_arm <= now < self._deadline:
-                    prober._arm_check(watch.resource_id, watch.health)
-                    watch.next_arm = now + self._schedule.arm_interval
-                watch.recorder.take(watch.handoff)
-                watch.recorder.flush()
-                finished = not watch.sampling and watch.next_arm >= self._deadline
-                if finished and watch.recorder.idle and watch.handoff.empty() and not watch.saved:
-                    self._save(watch)
+                try:
+                    self._work_once(watch, urgent=urgent)
+                except Exception:
+                    # A pool swallows what its task raises: without this, the worker's slot and the
+                    # server's turn would stay taken for the rest of the run, its signals unrecorded.
+                    log.exception("probe of server %s: its work failed unexpectedly", watch.health.server)
                 with self._cond:
                     if watch.again:
                         watch.again = False
@@ -503,12 +540,24 @@ class _Fleet:
                     self._busy -= 1
                     due = watch.next_arm if watch.next_arm < self._deadline else float("inf")
                     if not watch.recorder.idle:
-                        due = min(due, prober.monotonic() + _RETRY_SECONDS)
+                        due = min(due, self._prober.monotonic() + _RETRY_SECONDS)
                     if due < self._give_up:
                         self._push(due, False, watch)
                     return
         finally:
             self._done()
+
+    def _work_once(self, watch: _Watch, *, urgent: bool) -> None:
+        prober = self._prober
+        now = prober.monotonic()
+        if watch.next_arm <= now < self._deadline and not urgent:
+            watch.next_arm = now + self._schedule.arm_interval
+            watch.stored_view = prober._arm_check(watch.resource_id, watch.health, watch.stored_view)
+        watch.recorder.take(watch.handoff)
+        watch.recorder.flush()
+        finished = not watch.sampling and watch.next_arm >= self._deadline
+        if finished and watch.recorder.idle and watch.handoff.empty() and not watch.saved:
+            self._save(watch)
 
     def _save(self, watch: _Watch) -> None:
         """Keep the database memory as far as it was recorded (the next run starts from it)."""

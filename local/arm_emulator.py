@@ -676,10 +676,11 @@ class ArmEmulator:
             raise ArmError(400, "OperationNotSupportedOnReplica", message)
         return server
 
-    def _page(self, request: Request, items: list[dict[str, Any]]) -> Answer:
-        """A list answer, ``page_size`` items a page, ``nextLink`` to the next one."""
+    def _page(self, request: Request, items: list[Any], render: Callable[[Any], dict[str, Any]]) -> Answer:
+        """A list answer, ``page_size`` items a page, ``nextLink`` to the next one. Only the page's
+        items are rendered: a 500-server listing of 10 pages rendered every server on each page."""
         start, size = int(request.args.get("$skiptoken", "0")), max(1, self.page_size)
-        page: dict[str, Any] = {"value": items[start : start + size]}
+        page: dict[str, Any] = {"value": [render(item) for item in items[start : start + size]]}
         if start + size < len(items):
             query = f"api-version={request.args['api-version']}&$skiptoken={start + size}"
             page["nextLink"] = f"{self.base_url}{request.path}?{query}"
@@ -688,17 +689,14 @@ class ArmEmulator:
     def _list(self, request: Request, path: dict[str, str]) -> Answer:
         """Servers and replicas, in the subscription or in a resource group."""
         with self._lock:
-            return self._page(
-                request,
-                [s.to_json() for (rg, _), s in sorted(self._servers.items()) if path.get("rg", rg) == rg],
-            )
+            servers = [s for (rg, _), s in sorted(self._servers.items()) if path.get("rg", rg) == rg]
+            return self._page(request, servers, EmulatedServer.to_json)
 
     def _replicas(self, request: Request, path: dict[str, str]) -> Answer:
         rid = self._find(path).resource_id
         with self._lock:
-            return self._page(
-                request, [s.to_json() for _, s in sorted(self._servers.items()) if s.replica_of == rid]
-            )
+            replicas = [s for _, s in sorted(self._servers.items()) if s.replica_of == rid]
+            return self._page(request, replicas, EmulatedServer.to_json)
 
     def _get(self, request: Request, path: dict[str, str]) -> Answer:
         server = self._find(path)
@@ -717,7 +715,7 @@ class ArmEmulator:
                 return 200, {}, server.event(path["event"]).to_json(server.resource_id)
             events = sorted(server.maintenance, key=lambda e: e.start_time)
             shown = [e for e in events if wanted is None or e.past == (wanted.lower() == "past")]
-            return self._page(request, [e.to_json(server.resource_id) for e in shown])
+            return self._page(request, shown, lambda e: e.to_json(server.resource_id))
 
     def _restart(self, request: Request, path: dict[str, str]) -> Answer:
         """A restart, or with ``restartWithFailover`` a failover: 202, then the operation to poll."""

@@ -69,14 +69,21 @@ class ListedInspector:
         return view if view is not None else self._inspector.get_server(resource_id)
 
     def _views(self, subscription_id: str) -> dict[str, ServerView] | None:
-        """The subscription's listing, taken again when too old; one caller lists, the others wait."""
+        """The subscription's listing, taken again when too old; one caller lists, the others wait.
+
+        Fresh enough is judged from when the caller asked, not from when it got the lock: a listing
+        asked for while the caller waited is as new as any it could take itself. Judged from the
+        lock, a listing slower than `max_age` (a loaded ARM, many pages) would be stale for every
+        waiter, and each would list again in turn, one check per listing.
+        """
+        asked = self._monotonic()
         with self._lock:
             listing = self._listings.setdefault(subscription_id.lower(), _Listing())
         with listing.lock:
             now = self._monotonic()
             if now < listing.refused_until:
                 return None
-            if now - listing.taken < self._max_age:
+            if asked - listing.taken < self._max_age:
                 return listing.views
             try:
                 listing.views = self._inspector.list_servers(subscription_id)

@@ -4,9 +4,10 @@ Layer: adapter (edge). It checks a server's endpoint the way an application does
 the application's conninfo (TLS as the conninfo says; ``sslmode=require`` in Azure), ask
 ``pg_is_in_recovery()`` and ``pg_postmaster_start_time()``, and, on a primary, commit one
 single-row UPSERT into ``failover_responder_heartbeat`` (see docs/heartbeat.md). One connection
-per server is kept between checks and replaced after any error. While idle it is watched
-(``session_watch``): a check that finds it ended by the server says when (``session_lost_at``),
-the moment a primary shutting down for a failover stopped serving.
+per server is kept between checks and replaced after any error; on a kept session that reached
+the primary the UPSERT (returning the postmaster's start) is the check's one statement. While
+idle it is watched (``session_watch``): a check that finds it ended by the server says when
+(``session_lost_at``), the moment a primary shutting down for a failover stopped serving.
 
 Every failed check carries a ``fault`` classified by ``failover.sources.db_faults.classify``
 (from the stage, the SQLSTATE and the driver's message) and an ``error`` reason from that module's
@@ -70,6 +71,7 @@ UPSERT_SQL = """
 INSERT INTO failover_responder_heartbeat AS h (probe_id, beat_at, beats)
 VALUES (%s, clock_timestamp(), 1)
 ON CONFLICT (probe_id) DO UPDATE SET beat_at = EXCLUDED.beat_at, beats = h.beats + 1
+RETURNING pg_postmaster_start_time()
 """
 STATUS_SQL = "SELECT pg_is_in_recovery(), pg_postmaster_start_time()"
 
@@ -118,6 +120,7 @@ class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     conn: psycopg.Connection[Any] | None = None
     table_ready: bool = False
+    on_primary: bool = False  # this session committed a heartbeat: the next check is one statement
     answered: bool = False  # this server answered the probe at least once (a later timeout is evidence)
     evicted: bool = False  # closed to keep the session count bounded: the next use takes a new slot
 
@@ -324,36 +327,18 @@ class PostgresProbe:
             if slot.conn is None:
                 stage = Stage.CONNECT
                 slot.conn = self._connect(server, secrets)
-                slot.table_ready = False
+                slot.table_ready = slot.on_primary = False
                 stage = Stage.QUERY
             conn = slot.conn
-            row = self._execute(conn, STATUS_SQL).fetchone()
-            if row is None:
-                raise RuntimeError("no answer to the status query")
-            outcome.connected = True
-            slot.answered = True
-            outcome.in_recovery = bool(row[0])
-            started = row[1]
-            if isinstance(started, datetime):
-                outcome.postmaster_started_at = started.astimezone(timezone.utc)
-            if outcome.in_recovery:
+            if not slot.on_primary and not self._reached_primary(conn, slot, outcome):
                 return outcome.failed(READ_ONLY_IN_RECOVERY)
-            if self._create_table and not slot.table_ready:
-                self._execute(conn, CREATE_TABLE_SQL)
-                slot.table_ready = True
-            notices: list[str] = []
-            handler = _collect_notices(notices)
-            conn.add_notice_handler(handler)
-            try:
-                self._execute(conn, UPSERT_SQL, (self.probe_id,))
-            finally:
-                conn.remove_notice_handler(handler)
-            if any(_SYNC_REP_WARNING in n for n in notices):
+            if not self._heartbeat(conn, outcome):
                 # The commit was cancelled while waiting for the synchronous standby: an
                 # application would still be waiting. Not writable, and the session is suspect.
                 self._drop(slot)
                 return outcome.failed(COMMIT_NOT_ACKNOWLEDGED)
-            outcome.writable = True
+            outcome.connected = outcome.writable = slot.answered = slot.on_primary = True
+            outcome.in_recovery = False
             return outcome
         except _ConfigError:
             failure = classify(stage=Stage.CONFIG)
@@ -369,6 +354,39 @@ class PostgresProbe:
             self._log_driver_text(server, failure, f"{type(exc).__name__}: {exc}", secrets)
         self._drop(slot)
         return outcome.failed(failure)
+
+    def _reached_primary(self, conn: psycopg.Connection[Any], slot: _Slot, outcome: _Outcome) -> bool:
+        """A new session: which node it reached (and that node's start), before anything writes."""
+        row = self._execute(conn, STATUS_SQL).fetchone()
+        if row is None:
+            raise RuntimeError("no answer to the status query")
+        outcome.connected = slot.answered = True
+        outcome.in_recovery = bool(row[0])
+        outcome.postmaster_started_at = _aware(row[1])
+        if outcome.in_recovery:
+            return False
+        if self._create_table and not slot.table_ready:
+            self._execute(conn, CREATE_TABLE_SQL)
+            slot.table_ready = True
+        return True
+
+    def _heartbeat(self, conn: psycopg.Connection[Any], outcome: _Outcome) -> bool:
+        """Commit the heartbeat; False when the commit was not acknowledged by the sync standby.
+
+        On a session already known to be on the primary this is the check's one statement: it
+        returns the postmaster's start time too. A node that became a standby cannot keep the
+        session (promotion and demotion restart it), and a write there fails with 25006 anyway.
+        """
+        notices: list[str] = []
+        handler = _collect_notices(notices)
+        conn.add_notice_handler(handler)
+        try:
+            row = self._execute(conn, UPSERT_SQL, (self.probe_id,)).fetchone()
+        finally:
+            conn.remove_notice_handler(handler)
+        if row is not None:
+            outcome.postmaster_started_at = _aware(row[0])
+        return not any(_SYNC_REP_WARNING in n for n in notices)
 
     def _connect(self, server: str, secrets: list[str]) -> psycopg.Connection[Any]:
         import psycopg
@@ -434,7 +452,7 @@ class PostgresProbe:
             self._deadlines.done(token)
 
     def _drop(self, slot: _Slot) -> None:
-        conn, slot.conn, slot.table_ready = slot.conn, None, False
+        conn, slot.conn, slot.table_ready, slot.on_primary = slot.conn, None, False, False
         if conn is not None:
             try:
                 conn.close()
@@ -445,6 +463,10 @@ class PostgresProbe:
         for secret in sorted((s for s in secrets if s), key=len, reverse=True):
             text = text.replace(secret, MARK)
         return redact(" ".join(text.split()), limit=_ERROR_LIMIT)
+
+
+def _aware(started: object) -> datetime | None:
+    return started.astimezone(timezone.utc) if isinstance(started, datetime) else None
 
 
 @contextmanager

@@ -75,6 +75,30 @@ def test_writable_primary_heartbeat_once_per_check_and_connection_reuse(pg_pair,
         probe.close()
 
 
+def test_a_kept_session_on_the_primary_costs_one_statement_per_check(pg_pair, pg_password, tmp_path):
+    """The first check of a session asks which node it reached; later ones only commit the
+    heartbeat, which answers the postmaster's start too (libpq's own trace of the wire counts)."""
+    probe = _probe(pg_pair.conninfo(), pg_password)
+    try:
+        first = probe.check(SERVER)
+        assert first.ok, first.error
+        conn = probe._slots[SERVER].conn  # the kept session, traced by libpq itself
+        assert conn is not None
+        trace = tmp_path / "wire.trace"
+        with trace.open("w") as sink:
+            conn.pgconn.trace(sink.fileno())
+            later = [probe.check(SERVER) for _ in range(3)]
+            conn.pgconn.untrace()
+        wire = trace.read_text()
+        statements = [line for line in wire.splitlines() if "\tF\t" in line and "\tParse\t" in line]
+        assert all(c.ok and c.postmaster_started_at == first.postmaster_started_at for c in later)
+        assert len(statements) == 3, wire
+        assert wire.count("RETURNING pg_postmaster_start_time()") == 3 and "pg_is_in_recovery" not in wire
+        assert _heartbeat(pg_pair, pg_password, probe.probe_id)[1] == 4
+    finally:
+        probe.close()
+
+
 def test_standby_only_conninfo_is_connected_but_not_writable(pg_pair, pg_password):
     probe = _probe(pg_pair.conninfo(node=pg_pair.standby), pg_password)
     try:

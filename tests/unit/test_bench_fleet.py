@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.fleet import Samples, _SampleLog, _Timed, boundary_gaps, intervals, phase_of, read_samples
+from bench.fleet import (
+    LastSample,
+    Samples,
+    _SampleLog,
+    _Timed,
+    boundary_gaps,
+    intervals,
+    phase_of,
+    read_samples,
+)
 
 times = st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=30).map(sorted)
 
@@ -64,3 +74,43 @@ def test_a_timed_port_notes_the_server_of_each_call_and_passes_everything_throug
     noted = read_samples([path])
     assert list(noted.times["arm"]) == ["pg-one"]
     assert isinstance(noted, Samples)
+
+
+def test_the_sample_log_reaches_the_file_while_the_consumer_still_runs(tmp_path: Path):
+    """The parent reads samples from a consumer that has not closed its log (or was killed)."""
+    path = tmp_path / "c.samples"
+    log = _SampleLog(path)
+    try:
+        log.write("db", "pga", 100.5)
+        deadline = time.monotonic() + 5
+        while not path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.read_text() == "db pga 100.500000\n"
+    finally:
+        log.close()
+    assert path.read_text() == "db pga 100.500000\n"  # closing writes nothing twice
+
+
+def test_the_last_sample_of_a_server_is_read_across_consumers_as_their_logs_grow(tmp_path: Path):
+    first, second = tmp_path / "a.samples", tmp_path / "b.samples"
+    first.write_text("db pga 10.000000\ndb pgb 11.000000\n")
+    last = LastSample([first, second], "pga")
+    assert last() == 10.0
+    second.write_text("arm pga 12.000000\ndb pga 13.000000\ndb pga 14.0")  # the last line unfinished
+    assert last() == 13.0
+    with second.open("a") as log:
+        log.write("00000\ndb pgab 15.000000\n")
+    assert last() == 14.0  # the finished line counts; another server's name starting alike does not
+
+
+def test_the_target_is_healthy_again_only_after_its_history_moved_past_the_kill():
+    from types import SimpleNamespace
+
+    from bench.fleet import _healthy_since
+
+    before = SimpleNamespace(history=["created"], ha_state="Healthy", busy=False)
+    assert not _healthy_since(1, before)  # the watchdog has not noticed the kill yet
+    during = SimpleNamespace(history=["created", "failing over"], ha_state="FailingOver", busy=True)
+    assert not _healthy_since(1, during)
+    after = SimpleNamespace(history=["created", "failing over", "done"], ha_state="Healthy", busy=False)
+    assert _healthy_since(1, after)
