@@ -840,7 +840,7 @@ def _report(
             f"Why 4 consumers fall behind here: at what 1 consumer spent per sample, the 4-consumer"
             f" demand ({_demand(four.phase, settings):.0f} samples/s) needs {need:.1f} CPU-seconds per"
             f" second for the consumers alone, on a machine with {os.cpu_count()} cores that also runs"
-            " Azurite, 4 PostgreSQL nodes and the emulator (in Azure each instance has its own cores)."
+            " Azurite, 3 PostgreSQL nodes and the emulator (in Azure each instance has its own cores)."
         )
 
 
@@ -897,7 +897,7 @@ def _notes(size: Size, one: Phase, four: FourConsumers, load: tuple[float, float
         f"Probe sessions open on the bulk pair's primary at the end: {four.connections:,} for"
         f" {size.servers - 1} servers (each consumer keeps at most 2 x PROBE_SHARD_SIZE + 16, least"
         " recently watched closed first).",
-        f"Everything (4 consumers, Azurite, 4 PostgreSQL nodes, the emulator) shares this machine's"
+        f"Everything (4 consumers, Azurite, 3 PostgreSQL nodes, the emulator) shares this machine's"
         f" {os.cpu_count()} cores with other work: 1-minute load average {load[0]:.1f} before the run,"
         f" {load[1]:.1f} after it.",
     ]
