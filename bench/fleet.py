@@ -625,13 +625,12 @@ def _failovers(
     """Kill the target's primary while it is watched; kill -> incident recorded, once per failover."""
     from local import pgpair
 
-    outage = runtime.settings.probe_db_outage_seconds
+    room = runtime.settings.probe_db_outage_seconds + 3
+    watched = partial(_watched, ticker, size.window, room, last_sample, runtime.prober.schedule.record_grace)
     detected: list[Detection | None] = []
     stop = time.monotonic() + size.detect_seconds
     while len(detected) < size.failovers and time.monotonic() < stop:
         fleet.emulator.wait_for(GROUP, TARGET, lambda s: s.ha_state == "Healthy" and not s.busy, timeout=120)
-        grace = runtime.prober.schedule.record_grace
-        watched = partial(_watched, ticker, size.window, outage + 3, last_sample, grace)
         _until(watched, "the target watched", 3 * size.window)
         known = _incident_ids(runtime)
         before = len(fleet.emulator.server(GROUP, TARGET).history)
