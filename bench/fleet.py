@@ -36,6 +36,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -53,6 +54,8 @@ QUIET = 5  # INCIDENT_QUIET_SECONDS: an incident settles this long after its las
 TICK_GAP = 3.0  # between one tick's window end and the next tick (the product: 60 s period, 50 s window)
 CONSUMERS = (1, 4)
 ARM_REFILL = 25  # reads per second, per subscription and principal (request-limits-and-throttling)
+SESSION_SAMPLE = 128  # servers whose sessions the session-cost figure opens (within max_sessions)
+OPENING = 10  # seconds at a window's start reported apart: a run opens its servers' sessions then
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,8 @@ class Phase:
     first_sample: list[float]  # tick -> first database sample of each server
     late: int  # samples started after the window had ended (work queued inside the consumer)
     cpu: float = 0.0  # CPU seconds the consumer processes used during the window
+    opening: tuple[int, ...] = ()  # database samples started in each of the window's first seconds
+    settled: tuple[float, ...] = ()  # database intervals starting OPENING s or more into the window
 
     @property
     def per_second(self) -> float:
@@ -179,6 +184,11 @@ def phase_of(
         first_sample=[t[0] - tick for t in db.values() if t],
         late=late,
         cpu=cpu,
+        opening=tuple(
+            sum(1 for t in db.values() for at in t if tick + second <= at < tick + second + 1)
+            for second in range(OPENING)
+        ),
+        settled=tuple(b - a for t in db.values() for a, b in itertools.pairwise(t) if a >= tick + OPENING),
     )
 
 
@@ -388,14 +398,15 @@ def _stack_log(path: Path) -> Iterator[None]:
 
 
 def _keep_consumer_logs(folder: Path) -> None:
-    """Each consumer's log (warnings: failed checks, recording retries, each shard's run) and when it
-    checked the failing-over server, into bench/out/fleet-logs."""
+    """Each consumer's log (warnings: failed checks, recording retries, each shard's run), its samples
+    and, apart, when it checked the failing-over server, into bench/out/fleet-logs."""
     kept = OUT / "fleet-logs"
     shutil.rmtree(kept, ignore_errors=True)
     kept.mkdir(parents=True)
     for log_file in folder.glob("*.log"):
         shutil.copy(log_file, kept / log_file.name)
     for samples in folder.glob("*.samples"):
+        shutil.copy(samples, kept / samples.name)
         lines = [line for line in samples.read_text().splitlines() if f" {TARGET} " in line]
         (kept / f"{samples.stem}.{TARGET}").write_text("".join(f"{line}\n" for line in lines))
 
@@ -770,21 +781,28 @@ def run(*, quick: bool = False) -> Result:
             folder = fleet.base / "samples"
             folder.mkdir()
             with _stack_log(folder / "stack.log"):
+                costs = _session_costs(runtime, _bulk_names(size)[:SESSION_SAMPLE])
                 load = os.getloadavg()[0]
                 one = _one_consumer(fleet, size, folder)
                 four = _four_consumers(fleet, runtime, size, folder)
                 loads = (load, os.getloadavg()[0])
         finally:
             set_runtime(None)
-    _report(result, runtime.settings, size, one, four, loads)
+    _report(result, runtime.settings, size, (one, four), loads, costs)
     detected = [d.__dict__ if d else None for d in four.detected]
     save_json("fleet.json", {"one": one.__dict__, "four": four.phase.__dict__, "detected": detected})
     return result
 
 
 def _report(
-    result: Result, settings: Any, size: Size, one: Phase, four: FourConsumers, load: tuple[float, float]
+    result: Result,
+    settings: Any,
+    size: Size,
+    phases: tuple[Phase, FourConsumers],
+    load: tuple[float, float],
+    costs: SessionCosts,
 ) -> None:
+    one, four = phases
     db_goal, arm_goal = 2 * settings.probe_db_interval, 2 * settings.probe_arm_interval
     for phase in (one, four.phase):
         goal = phase.consumers == max(CONSUMERS)
@@ -801,6 +819,7 @@ def _report(
                 f"{watched} of {phase.servers} servers sampled at least twice in the window;"
                 f" {len(values):,} intervals",
             )
+    _report_opening(result, settings, four.phase, costs)
     ratio = four.phase.per_second / one.per_second if one.per_second else float("nan")
     result.add(
         "samples per second (database + management API), 1 -> 4 consumers",
@@ -841,6 +860,58 @@ def _report(
             f" second for the consumers alone, on a machine with {os.cpu_count()} cores that also runs"
             " Azurite, 3 PostgreSQL nodes and the emulator (in Azure each instance has its own cores)."
         )
+
+
+@dataclass(frozen=True)
+class SessionCosts:
+    """Database checks per second through the app's own probe, 16 threads, on the bulk node alone."""
+
+    opened: float  # each check opened its server's session (a run's first check of the server)
+    kept: float  # each check on a kept session
+
+    @property
+    def ratio(self) -> float:
+        return self.kept / self.opened if self.opened else float("nan")
+
+
+def _session_costs(runtime: Any, names: list[str]) -> SessionCosts:
+    """The app's database probe, as the consumers build it: first checks of `names`, then three more
+    rounds on the sessions it kept. Every check must find its server writable, or there is no figure."""
+    from failover.wiring import build_db_probe
+
+    probe = build_db_probe(runtime.settings, runtime)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            began = time.monotonic()
+            checks = list(pool.map(probe.check, names))
+            opened = len(names) / (time.monotonic() - began)
+            began = time.monotonic()
+            checks += list(pool.map(probe.check, names * 3))
+            kept = 3 * len(names) / (time.monotonic() - began)
+    finally:
+        probe.close()  # type: ignore[attr-defined]
+    failed = sum(1 for check in checks if not check.writable)
+    if failed:
+        raise RuntimeError(
+            f"session costs: {failed} of {len(checks)} checks did not find the server writable"
+        )
+    return SessionCosts(opened, kept)
+
+
+def _report_opening(result: Result, settings: Any, phase: Phase, costs: SessionCosts) -> None:
+    """Where the 4-consumer interval tail comes from: the seconds in which each run opens its sessions."""
+    demand = phase.db_watched / settings.probe_db_interval
+    result.add(
+        f"  database sample interval, 4 consumers, from {OPENING} s into the window: p50 / p99",
+        f"{percentile(list(phase.settled), 50):.2f} s / {percentile(list(phase.settled), 99):.2f} s",
+        notes=f"{len(phase.settled):,} intervals. The window's first {OPENING} s, database samples started"
+        f" per second (the servers call for {demand:.0f}/s): {', '.join(str(n) for n in phase.opening)}."
+        " A run's first check of a server opens its session (these consumers are new processes: all"
+        f" {phase.servers}), and on the bulk node, without consumers, a check that opens a session took"
+        f" {costs.ratio:.1f}x the time of one on a kept session ({costs.opened:.0f} vs {costs.kept:.0f}"
+        " checks/s, 16 threads): the 500 servers' PostgreSQL sessions start on this machine's cores;"
+        " in Azure each server starts its own",
+    )
 
 
 def _demand(phase: Phase, settings: Any) -> float:

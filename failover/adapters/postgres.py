@@ -292,7 +292,6 @@ class PostgresProbe:
                 slot.evicted = True
                 del self._slots[name]
                 slot.watched.busy()  # no longer watched
-                self._sessions.remove(slot.watched)
                 self._drop(slot)
             finally:
                 slot.lock.release()

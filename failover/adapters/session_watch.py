@@ -7,6 +7,16 @@ the old primary stopped serving, up to a sampling interval before the next check
 daemon thread waits on the sockets of idle sessions (`selectors`) and notes that moment; the check
 that next finds its session broken reports it (`DbCheck.session_lost_at`).
 
+A check notes when its session leaves and re-enters the idle state (`Watched.busy`, `Watched.idle`)
+on a queue; the watcher alone changes its selector, applying what the queue holds once a round, at
+most `pace` apart. Before, the watcher brought its selector in step with every idle session at each
+wakeup and each check's own reply woke it: O(kept sessions) work a few hundred times a second, a
+quarter of a 125-server consumer's CPU (issue 15). Changing the selector from the checks' threads
+under a lock was no better: the lock was held across the `epoll_ctl` system call, which lets
+another thread take the GIL, and at a run's start dozens of checks queued on it (py-spy: 14 of a
+consumer's threads waiting there). A session that speaks is noted at most two rounds late (70 ms),
+well inside the 0.3 s the downtime figure allows.
+
 What it must not do: read from or write to a socket (the driver owns them), watch a session while
 a check uses it (its own traffic is not the server speaking), or spin (a socket seen readable is
 no longer watched until its next check).
@@ -17,6 +27,8 @@ from __future__ import annotations
 import logging
 import selectors
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,10 +36,11 @@ from datetime import datetime
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Watched:
     """One kept session's idle state, shared by its checks and the watcher (under `lock`)."""
 
+    watch: SessionWatch | None = None  # None: the state only, no watcher
     lock: threading.Lock = field(default_factory=threading.Lock)
     fd: int | None = None  # the idle session's socket; None while a check runs, or without a session
     generation: int = 0  # bumped at every change: a late sighting of an earlier idle spell is ignored
@@ -37,6 +50,8 @@ class Watched:
         """A check starts using the session: stop watching; when the server spoke while it was idle."""
         with self.lock:
             self.generation += 1
+            if self.fd is not None and self.watch is not None:
+                self.watch.changes.append((self, self.fd, None))
             self.fd = None
             return self.spoke_at
 
@@ -46,11 +61,19 @@ class Watched:
             self.generation += 1
             self.fd = fd
             self.spoke_at = None
+            if fd is not None and self.watch is not None:
+                self.watch.changes.append((self, fd, self.generation))
 
-    def _spoke(self, at: datetime, generation: int) -> None:
+    def spoke(self, at: datetime, generation: int) -> None:
+        """The watcher saw the socket readable during idle spell `generation`."""
         with self.lock:
             if self.generation == generation and self.fd is not None and self.spoke_at is None:
                 self.spoke_at = at
+
+
+# (session, socket, idle spell to watch it for; None: stop watching it)
+Change = tuple[Watched, int, int | None]
+Ready = tuple[selectors.SelectorKey, int]
 
 
 @dataclass
@@ -58,24 +81,21 @@ class SessionWatch:
     """The watcher thread of one probe; started by the first session it is given, bounded waits."""
 
     clock: Callable[[], datetime]
-    interval: float = 0.1  # how soon a newly idle session is watched
-    _entries: list[Watched] = field(default_factory=list)
+    interval: float = 0.05  # longest round: how late a newly idle session is watched
+    pace: float = 0.02  # shortest round: a check's reply on a session not yet forgotten wakes it
+    rounds: int = 0  # wakeups that found a socket readable
+    changes: deque[Change] = field(default_factory=deque)  # appended by checks, applied by the watcher
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def add(self) -> Watched:
-        entry = Watched()
+        """A new kept session's state; the first one starts the thread."""
         with self._lock:
-            self._entries.append(entry)
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="probe-sessions", daemon=True)
                 self._thread.start()
-        return entry
-
-    def remove(self, entry: Watched) -> None:
-        with self._lock:  # by identity: two idle entries compare equal as dataclasses
-            self._entries = [e for e in self._entries if e is not entry]
+        return Watched(self)
 
     def close(self) -> None:
         self._stop.set()
@@ -83,50 +103,37 @@ class SessionWatch:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
-    def _idle(self) -> list[tuple[Watched, int, int]]:
-        with self._lock:
-            entries = list(self._entries)
-        return idle_sessions(entries)
-
     def _run(self) -> None:
-        # One selector for the thread's life, brought in step with the idle sessions at each round:
-        # rebuilding it registered every idle socket again at every wakeup (each check's own reply
-        # wakes the thread once), the largest CPU cost of a probe watching a hundred servers.
         with selectors.DefaultSelector() as selector:
             while not self._stop.is_set():
-                if not _in_step(selector, self._idle()):
-                    self._stop.wait(self.interval)
-                    continue
+                began = time.monotonic()
+                _apply(selector, self.changes)
                 ready = selector.select(self.interval)
-                at = self.clock()
-                for key, _ in ready:
-                    entry, generation = key.data
-                    entry._spoke(at, generation)
+                if ready:
+                    self._heard(selector, ready, self.clock())
+                    self._stop.wait(self.pace - (time.monotonic() - began))
+
+    def _heard(self, selector: selectors.BaseSelector, ready: list[Ready], at: datetime) -> None:
+        """Note each readable socket for its idle spell and stop watching it (no spinning). A sighting
+        from a spell that ended is ignored by `Watched.spoke`; its queued change watches it again."""
+        self.rounds += 1
+        for key, _ in ready:
+            selector.unregister(key.fd)
+            entry, generation = key.data
+            entry.spoke(at, generation)
 
 
-def idle_sessions(entries: list[Watched]) -> list[tuple[Watched, int, int]]:
-    """(entry, socket, generation) of each session idle and not yet heard from."""
-    idle = []
-    for entry in entries:
-        with entry.lock:
-            if entry.fd is not None and entry.spoke_at is None:
-                idle.append((entry, entry.fd, entry.generation))
-    return idle
-
-
-def _in_step(selector: selectors.BaseSelector, idle: list[tuple[Watched, int, int]]) -> bool:
-    """Watch exactly the `idle` sockets, changing only what changed; True when any is watched."""
-    wanted = {fd: (entry, generation) for entry, fd, generation in idle}
-    for key in list(selector.get_map().values()):
-        entry, generation = key.data
-        kept = wanted.get(key.fd)
-        if kept is None or kept[0] is not entry or kept[1] != generation:
-            selector.unregister(key.fd)  # a socket closed meanwhile is forgotten too (errors ignored)
-    for fd, data in wanted.items():
-        if fd in selector.get_map():
+def _apply(selector: selectors.BaseSelector, changes: deque[Change]) -> None:
+    """Apply the queued changes in order: watch a socket for a new idle spell, or forget it."""
+    watched = selector.get_map()
+    while changes:
+        entry, fd, generation = changes.popleft()
+        key = watched.get(fd)
+        if key is not None and (generation is not None or key.data[0] is entry):
+            selector.unregister(fd)  # the spell ended, or a number reused after an unnoticed close
+        if generation is None:
             continue
         try:
-            selector.register(fd, selectors.EVENT_READ, data)
-        except (ValueError, KeyError, OSError):  # closed meanwhile, or a reused number
-            log.debug("session watch: socket %d not watched this round", fd)
-    return bool(selector.get_map())
+            selector.register(fd, selectors.EVENT_READ, (entry, generation))
+        except (ValueError, OSError):  # closed meanwhile: its next check finds out
+            log.debug("session watch: socket %d not watched", fd)

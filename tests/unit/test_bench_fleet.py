@@ -114,3 +114,16 @@ def test_the_target_is_healthy_again_only_after_its_history_moved_past_the_kill(
     assert not _healthy_since(1, during)
     after = SimpleNamespace(history=["created", "failing over", "done"], ha_state="Healthy", busy=False)
     assert _healthy_since(1, after)
+
+
+def test_a_phase_reports_its_opening_seconds_apart_from_the_settled_intervals(tmp_path: Path):
+    path = tmp_path / "c.samples"
+    log = _SampleLog(path)
+    for at in (100.2, 100.7, 101.2, 112.0, 112.5):
+        log.write("db", "pga", at)
+    for at in (103.5, 110.4):
+        log.write("db", "pgb", at)
+    log.close()
+    phase = phase_of(read_samples([path]), consumers=4, servers=2, tick=100.0, window=30.0)
+    assert phase.opening == (2, 1, 0, 1, 0, 0, 0, 0, 0, 0)  # samples started in each of the first 10 s
+    assert [round(i, 3) for i in phase.settled] == [0.5]  # 101.2 -> 112.0 began in the opening
