@@ -123,7 +123,10 @@ def test_a_phase_reports_its_opening_seconds_apart_from_the_settled_intervals(tm
         log.write("db", "pga", at)
     for at in (103.5, 110.4):
         log.write("db", "pgb", at)
+    for at in (100.1, 105.1, 110.1, 115.1):
+        log.write("arm", "pga", at)
     log.close()
     phase = phase_of(read_samples([path]), consumers=4, servers=2, tick=100.0, window=30.0)
     assert phase.opening == (2, 1, 0, 1, 0, 0, 0, 0, 0, 0)  # samples started in each of the first 10 s
     assert [round(i, 3) for i in phase.settled] == [0.5]  # 101.2 -> 112.0 began in the opening
+    assert [round(i, 3) for i in phase.arm_settled] == [5.0]  # 110.1 -> 115.1
