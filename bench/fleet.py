@@ -54,7 +54,7 @@ QUIET = 5  # INCIDENT_QUIET_SECONDS: an incident settles this long after its las
 TICK_GAP = 3.0  # between one tick's window end and the next tick (the product: 60 s period, 50 s window)
 CONSUMERS = (1, 4)
 ARM_REFILL = 25  # reads per second, per subscription and principal (request-limits-and-throttling)
-SESSION_SAMPLE = 128  # servers whose sessions the session-cost figure opens (within max_sessions)
+SESSION_SAMPLE = 128  # servers whose sessions the session-cost figure opens (at most the probe keeps)
 OPENING = 10  # seconds at a window's start reported apart: a run opens its servers' sessions then
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,10 @@ class Samples:
         }
 
 
-def intervals(per_server: dict[str, list[float]]) -> list[float]:
-    """Every interval between two consecutive samples of one server (sorted start times)."""
-    return [b - a for times in per_server.values() for a, b in itertools.pairwise(times)]
-
-
-def settled(per_server: dict[str, list[float]], since: float) -> tuple[float, ...]:
-    """The intervals (as `intervals`) whose first sample started at `since` or later."""
-    return tuple(b - a for times in per_server.values() for a, b in itertools.pairwise(times) if a >= since)
+def intervals(per_server: dict[str, list[float]], since: float = -math.inf) -> list[float]:
+    """Every interval between two consecutive samples of one server (sorted start times), whose
+    first sample started at `since` or later."""
+    return [b - a for times in per_server.values() for a, b in itertools.pairwise(times) if a >= since]
 
 
 def boundary_gaps(per_server: dict[str, list[float]], ticks: list[float]) -> list[float]:
@@ -162,8 +158,8 @@ class Phase:
     late: int  # samples started after the window had ended (work queued inside the consumer)
     cpu: float = 0.0  # CPU seconds the consumer processes used during the window
     opening: tuple[int, ...] = ()  # database samples started in each of the window's first seconds
-    settled: tuple[float, ...] = ()  # database intervals starting OPENING s or more into the window
-    arm_settled: tuple[float, ...] = ()  # the same for management API intervals
+    settled: list[float] = field(default_factory=list)  # database intervals from OPENING s into the window
+    arm_settled: list[float] = field(default_factory=list)  # the same for management API intervals
 
     @property
     def per_second(self) -> float:
@@ -194,8 +190,8 @@ def phase_of(
             sum(1 for t in db.values() for at in t if tick + second <= at < tick + second + 1)
             for second in range(OPENING)
         ),
-        settled=settled(db, tick + OPENING),
-        arm_settled=settled(arm, tick + OPENING),
+        settled=intervals(db, tick + OPENING),
+        arm_settled=intervals(arm, tick + OPENING),
     )
 
 
@@ -788,14 +784,15 @@ def run(*, quick: bool = False) -> Result:
             folder = fleet.base / "samples"
             folder.mkdir()
             with _stack_log(folder / "stack.log"):
-                costs = _session_costs(runtime, _bulk_names(size)[:SESSION_SAMPLE])
+                kept = min(SESSION_SAMPLE, 2 * runtime.settings.probe_shard_size + 16)  # none evicted
+                costs = _session_costs(runtime, _bulk_names(size)[:kept])
                 load = os.getloadavg()[0]
                 one = _one_consumer(fleet, size, folder)
                 four = _four_consumers(fleet, runtime, size, folder)
                 loads = (load, os.getloadavg()[0])
         finally:
             set_runtime(None)
-    _report(result, runtime.settings, size, (one, four), loads, costs)
+    _report(result, runtime.settings, size, one, four, loads, costs)
     detected = [d.__dict__ if d else None for d in four.detected]
     save_json("fleet.json", {"one": one.__dict__, "four": four.phase.__dict__, "detected": detected})
     return result
@@ -805,11 +802,11 @@ def _report(
     result: Result,
     settings: Any,
     size: Size,
-    phases: tuple[Phase, FourConsumers],
+    one: Phase,
+    four: FourConsumers,
     load: tuple[float, float],
     costs: SessionCosts,
 ) -> None:
-    one, four = phases
     db_goal, arm_goal = 2 * settings.probe_db_interval, 2 * settings.probe_arm_interval
     for phase in (one, four.phase):
         goal = phase.consumers == max(CONSUMERS)
@@ -910,18 +907,18 @@ def _report_opening(result: Result, settings: Any, phase: Phase, costs: SessionC
     demand = phase.db_watched / settings.probe_db_interval
     result.add(
         f"  database sample interval, 4 consumers, from {OPENING} s into the window: p50 / p99",
-        f"{percentile(list(phase.settled), 50):.2f} s / {percentile(list(phase.settled), 99):.2f} s",
+        f"{percentile(phase.settled, 50):.2f} s / {percentile(phase.settled, 99):.2f} s",
         notes=f"{len(phase.settled):,} intervals. The window's first {OPENING} s, database samples started"
         f" per second (the servers call for {demand:.0f}/s): {', '.join(str(n) for n in phase.opening)}."
         " A run's first check of a server opens its session (these consumers are new processes: all"
         f" {phase.servers}), and on the bulk node, without consumers, a check that opens a session took"
         f" {costs.ratio:.1f}x the time of one on a kept session ({costs.opened:.0f} vs {costs.kept:.0f}"
-        " checks/s, 16 threads): the 500 servers' PostgreSQL sessions start on this machine's cores;"
-        " in Azure each server starts its own",
+        f" checks/s, 16 threads): the {phase.servers} servers' PostgreSQL sessions start on this"
+        " machine's cores; in Azure each server starts its own",
     )
     result.add(
         f"  management API sample interval, 4 consumers, from {OPENING} s into the window: p50 / p99",
-        f"{percentile(list(phase.arm_settled), 50):.2f} s / {percentile(list(phase.arm_settled), 99):.2f} s",
+        f"{percentile(phase.arm_settled, 50):.2f} s / {percentile(phase.arm_settled, 99):.2f} s",
         notes=f"{len(phase.arm_settled):,} intervals; before, a run's first checks share the opening seconds"
         " with its sessions opening, its first subscription listing and each server's first state read",
     )

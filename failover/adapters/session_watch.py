@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class Watched:
     """One kept session's idle state, shared by its checks and the watcher (under `lock`)."""
 
-    watch: SessionWatch | None = None  # None: the state only, no watcher
+    watch: SessionWatch  # whose watcher follows this session's idle spells
     lock: threading.Lock = field(default_factory=threading.Lock)
     fd: int | None = None  # the idle session's socket; None while a check runs, or without a session
     generation: int = 0  # bumped at every change: a late sighting of an earlier idle spell is ignored
@@ -50,7 +50,7 @@ class Watched:
         """A check starts using the session: stop watching; when the server spoke while it was idle."""
         with self.lock:
             self.generation += 1
-            if self.fd is not None and self.watch is not None:
+            if self.fd is not None:
                 self.watch.changes.append((self, self.fd, None))
             self.fd = None
             return self.spoke_at
@@ -61,7 +61,7 @@ class Watched:
             self.generation += 1
             self.fd = fd
             self.spoke_at = None
-            if fd is not None and self.watch is not None:
+            if fd is not None:
                 self.watch.changes.append((self, fd, self.generation))
 
     def spoke(self, at: datetime, generation: int) -> None:
@@ -83,7 +83,6 @@ class SessionWatch:
     clock: Callable[[], datetime]
     interval: float = 0.05  # longest round: how late a newly idle session is watched
     pace: float = 0.02  # shortest round: a check's reply on a session not yet forgotten wakes it
-    rounds: int = 0  # wakeups that found a socket readable
     changes: deque[Change] = field(default_factory=deque)  # appended by checks, applied by the watcher
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -116,7 +115,6 @@ class SessionWatch:
     def _heard(self, selector: selectors.BaseSelector, ready: list[Ready], at: datetime) -> None:
         """Note each readable socket for its idle spell and stop watching it (no spinning). A sighting
         from a spell that ended is ignored by `Watched.spoke`; its queued change watches it again."""
-        self.rounds += 1
         for key, _ in ready:
             selector.unregister(key.fd)
             entry, generation = key.data
