@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,12 +15,14 @@ from bench.fleet import (
     LastSample,
     Samples,
     _SampleLog,
+    _session_costs,
     _Timed,
     boundary_gaps,
     intervals,
     phase_of,
     read_samples,
 )
+from failover.ports import DbCheck
 
 times = st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=30).map(sorted)
 
@@ -130,3 +135,36 @@ def test_a_phase_reports_its_opening_seconds_apart_from_the_settled_intervals(tm
     assert phase.opening == (2, 1, 0, 1, 0, 0, 0, 0, 0, 0)  # samples started in each of the first 10 s
     assert [round(i, 3) for i in phase.settled] == [0.5]  # 101.2 -> 112.0 began in the opening
     assert [round(i, 3) for i in phase.arm_settled] == [5.0]  # 110.1 -> 115.1
+
+
+class _OneRefusing:
+    """A database probe whose checks of one server find it not writable (as a check that raced an
+    eviction did): the session-cost figure must stop, not be printed over checks that failed."""
+
+    def __init__(self, refusing: str) -> None:
+        self.refusing = refusing
+        self.checked: list[str] = []
+        self.closed = False
+
+    def check(self, server: str) -> DbCheck:
+        self.checked.append(server)
+        now = datetime.now(timezone.utc)
+        return DbCheck(server, now, now, connected=True, writable=server != self.refusing)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_session_costs_stop_when_a_check_fails_and_are_measured_when_none_does(monkeypatch):
+    from failover import wiring
+
+    made = [_OneRefusing("pgfleet002"), _OneRefusing("none")]
+    probes = list(made)
+    monkeypatch.setattr(wiring, "build_db_probe", lambda settings, runtime: probes.pop(0))
+    runtime = SimpleNamespace(settings=None)
+    names = ["pgfleet001", "pgfleet002", "pgfleet003"]
+    with pytest.raises(RuntimeError, match="4 of 12 checks did not find the server writable"):
+        _session_costs(runtime, names)
+    costs = _session_costs(runtime, names)
+    assert costs.opened > 0 and costs.kept > 0 and costs.ratio == costs.kept / costs.opened
+    assert all(probe.closed and len(probe.checked) == 12 for probe in made)  # its sessions closed
