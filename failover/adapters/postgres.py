@@ -390,17 +390,20 @@ class PostgresProbe:
     def _connect(self, server: str, secrets: list[str]) -> psycopg.Connection[Any]:
         import psycopg
 
-        conninfo = self._conninfo(server)
+        conninfo, configured = self._conninfo(server)
         secrets.append(conninfo)
+        bounds = (
+            f"-c statement_timeout={self._statement_timeout_ms} "
+            f"-c lock_timeout={self._lock_timeout_ms} "
+            f"-c idle_in_transaction_session_timeout={self._idle_timeout_ms}"
+        )
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": self._connect_timeout,
             "application_name": APPLICATION_NAME,
-            "options": (
-                f"-c statement_timeout={self._statement_timeout_ms} "
-                f"-c lock_timeout={self._lock_timeout_ms} "
-                f"-c idle_in_transaction_session_timeout={self._idle_timeout_ms}"
-            ),
+            # A keyword replaces the conninfo's own `options` (a search_path, say): keep those and
+            # put the probe's bounds last, as the server applies -c settings in order.
+            "options": f"{configured} {bounds}" if configured else bounds,
         }
         if self._password_for is not None:
             try:
@@ -411,8 +414,9 @@ class PostgresProbe:
             kwargs["password"] = password
         return psycopg.connect(conninfo, **kwargs)
 
-    def _conninfo(self, server: str) -> str:
-        """The server's conninfo; ``_ConfigError`` when it cannot be built or lacks a host or user."""
+    def _conninfo(self, server: str) -> tuple[str, str]:
+        """The server's conninfo and its own ``options``; ``_ConfigError`` when it cannot be built
+        or lacks a host or user."""
         from psycopg.conninfo import conninfo_to_dict
 
         try:
@@ -430,7 +434,7 @@ class PostgresProbe:
         ]
         if missing:
             raise _ConfigError(f"conninfo for {server} lacks {', '.join(missing)}")
-        return conninfo
+        return conninfo, str(params.get("options") or os.environ.get("PGOPTIONS") or "")
 
     def _log_driver_text(self, server: str, failure: Failure, text: str, secrets: list[str]) -> None:
         logger.debug(

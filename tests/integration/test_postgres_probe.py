@@ -99,6 +99,30 @@ def test_a_kept_session_on_the_primary_costs_one_statement_per_check(pg_pair, pg
         probe.close()
 
 
+def test_the_conninfos_own_options_are_kept_beside_the_probes_bounds(pg_pair, pg_password):
+    """A conninfo's `options` (a search_path here) reach the server with the probe's timeouts: the
+    heartbeat lands in the schema the conninfo names, and the statement timeout is the probe's."""
+    schema = f"probe_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_pair, pg_password) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    conninfo = f"{pg_pair.conninfo()} options='-csearch_path={schema} -cstatement_timeout=99999'"
+    probe = _probe(conninfo, pg_password, statement_timeout_ms=1500)
+    try:
+        check = probe.check(SERVER)
+        assert check.ok, check.error
+        kept = probe._slots[SERVER].conn
+        assert kept is not None
+        assert kept.execute("SHOW search_path").fetchone() == (schema,)
+        assert kept.execute("SHOW statement_timeout").fetchone() == ("1500ms",)
+        with _admin(pg_pair, pg_password) as admin:
+            row = admin.execute(
+                f"SELECT beats FROM {schema}.{HEARTBEAT_TABLE} WHERE probe_id = %s", (probe.probe_id,)
+            ).fetchone()
+        assert row == (1,)
+    finally:
+        probe.close()
+
+
 def test_standby_only_conninfo_is_connected_but_not_writable(pg_pair, pg_password):
     probe = _probe(pg_pair.conninfo(node=pg_pair.standby), pg_password)
     try:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bench.fleet import (
     LastSample,
     Samples,
+    Ticks,
     _SampleLog,
     _session_costs,
     _Timed,
@@ -60,6 +61,19 @@ def test_a_phase_counts_only_its_window_and_servers_sampled_twice(tmp_path: Path
     assert phase.samples == 6 and phase.per_second == 0.6
     assert phase.late == 1
     assert sorted(round(f, 3) for f in phase.first_sample) == [0.2, 0.4]
+
+
+def test_the_first_and_the_measured_tick_each_count_their_own_window_and_cpu(tmp_path: Path):
+    path = tmp_path / "c.samples"
+    log = _SampleLog(path)
+    for at in (100.1, 102.6, 103.1, 113.2, 113.7, 114.2):  # a slow first tick, a steady second
+        log.write("db", "pga", at)
+    log.close()
+    ticks = Ticks(cold=100.0, warm=113.0, window=10.0, cpu=(4.0, 2.0))
+    cold, warm = ticks.measured(read_samples([path]), consumers=4, servers=1)
+    assert [round(i, 3) for i in cold.db] == [2.5, 0.5] and cold.cpu == 4.0
+    assert [round(i, 3) for i in warm.db] == [0.5, 0.5] and warm.cpu == 2.0
+    assert [round(f, 3) for f in warm.first_sample] == [0.2]
 
 
 def test_a_timed_port_notes_the_server_of_each_call_and_passes_everything_through(tmp_path: Path):
