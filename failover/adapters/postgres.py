@@ -365,9 +365,21 @@ class PostgresProbe:
         if outcome.in_recovery:
             return False
         if self._create_table and not slot.table_ready:
-            self._execute(conn, CREATE_TABLE_SQL)
+            self._create_heartbeat_table(conn)
             slot.table_ready = True
         return True
+
+    def _create_heartbeat_table(self, conn: psycopg.Connection[Any]) -> None:
+        """CREATE TABLE IF NOT EXISTS, which is not safe against a concurrent creation: a session
+        whose creation waited on another one's fails with 23505 (the catalog's unique index) or
+        42P07 once that one commits, and the table exists then all the same (reproduced in
+        tests/integration/test_postgres_probe.py)."""
+        from psycopg import errors
+
+        try:
+            self._execute(conn, CREATE_TABLE_SQL)
+        except (errors.UniqueViolation, errors.DuplicateTable):
+            logger.info("postgres probe: the heartbeat table was created by another session meanwhile")
 
     def _heartbeat(self, conn: psycopg.Connection[Any], outcome: _Outcome) -> bool:
         """Commit the heartbeat; False when the commit was not acknowledged by the sync standby.

@@ -11,7 +11,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from failover.adapters.postgres import APPLICATION_NAME, HEARTBEAT_TABLE, PostgresProbe, entra_token_provider
+from failover.adapters.postgres import (
+    APPLICATION_NAME,
+    CREATE_TABLE_SQL,
+    HEARTBEAT_TABLE,
+    PostgresProbe,
+    entra_token_provider,
+)
 from local import pgpair
 
 pytestmark = pytest.mark.integration
@@ -121,6 +127,47 @@ def test_the_conninfos_own_options_are_kept_beside_the_probes_bounds(pg_pair, pg
         assert row == (1,)
     finally:
         probe.close()
+
+
+def test_a_heartbeat_table_created_by_another_session_meanwhile_is_no_failed_check(pg_pair, pg_password):
+    """Another session creates the table in a transaction; the probe's CREATE TABLE IF NOT EXISTS
+    waits on it and, once it commits, PostgreSQL refuses the probe's with 23505: that is a table
+    that exists, not a check that failed (it was `unclassified`)."""
+    schema = f"probe_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_pair, pg_password) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    probe = _probe(f"{pg_pair.conninfo()} options='-csearch_path={schema}'", pg_password)
+    found: list[Any] = []
+    checking = threading.Thread(target=lambda: found.append(probe.check(SERVER)))
+    with _admin(pg_pair, pg_password) as other:
+        other.autocommit = False
+        other.execute(f"SET search_path = {schema}")
+        other.execute(CREATE_TABLE_SQL)
+        try:
+            checking.start()
+            _until_waiting_on_a_lock(pg_pair, pg_password)
+            other.commit()
+            checking.join(timeout=10)
+            assert found and found[0].ok, found
+            assert probe.check(SERVER).ok
+        finally:
+            checking.join(timeout=10)
+            probe.close()
+    with _admin(pg_pair, pg_password) as admin:
+        beats = admin.execute(f"SELECT beats FROM {schema}.{HEARTBEAT_TABLE}").fetchone()
+    assert beats == (2,)
+
+
+def _until_waiting_on_a_lock(pair: pgpair.PgPair, password: str) -> None:
+    """Until the probe's session waits on a lock (its CREATE behind the other transaction's)."""
+    deadline = time.monotonic() + 5
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
+    with _admin(pair, password) as admin:
+        while time.monotonic() < deadline:
+            if admin.execute(query, (APPLICATION_NAME,)).fetchone() == (1,):
+                return
+            time.sleep(0.02)
+    raise AssertionError("the probe's CREATE TABLE never waited on the other session")
 
 
 def test_standby_only_conninfo_is_connected_but_not_writable(pg_pair, pg_password):
