@@ -48,13 +48,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.common import OUT, ROOT, Result, percentile, python, save_json
+from handlers.timers import PROBE_PERIOD, PROBE_WINDOW_MAX
 
 SUBSCRIPTION = "0f1e2d3c-1500-4000-8000-000000000015"
 GROUP = "rg-fleet"
 TARGET = "pgfleettarget"  # the server with a pair of its own: the one that fails over
 KEY = "fleet-bench-key"
 QUIET = 5  # INCIDENT_QUIET_SECONDS: an incident settles this long after its last signal
-TICK_GAP = 3.0  # between one tick's window end and the next tick (the product: 60 s period, 50 s window)
+# Between one tick's window end and the next tick: the least the product leaves (its longest window
+# is its period less 8 s), room for a run's recording grace (5 s) and its end, so that a run never
+# samples into the next tick's window (with 3 s, runs sampled on into it).
+TICK_GAP = (PROBE_PERIOD - PROBE_WINDOW_MAX).total_seconds()
 CONSUMERS = (1, 4)
 ARM_REFILL = 25  # reads per second, per subscription and principal (request-limits-and-throttling)
 SESSION_SAMPLE = 128  # servers whose sessions the session-cost figure opens (at most the probe keeps)
@@ -917,7 +921,8 @@ def _report(
         "unwatched gap at a tick boundary (database, p50 / max)",
         f"{percentile(four.gaps, 50):.2f} s / {max(four.gaps, default=float('nan')):.2f} s",
         notes=f"{len(four.gaps):,} boundaries; this run's timer leaves {TICK_GAP:g} s between a window's end"
-        " and the next tick; the product's 60 s timer with the default 50 s window leaves 10 s",
+        " and the next tick, the least the product leaves (its 60 s timer with the default 50 s window"
+        " leaves 10 s); a failover in that gap is seen at the next run's first samples",
     )
     result.notes += _notes(size, one, four, load)
     if one.samples:

@@ -7,9 +7,11 @@ instances as the queue's length calls for.
 
 Why two instances never watch one server at once: within a tick every server is in exactly one
 shard, and the Functions host hides a message while its function runs, so one message is one
-consumer; across ticks every message carries `not_after`, the end of its tick's window, which is
-before the next tick is planned, and a consumer never watches past it (a late or retried message
-gets what is left of its window, or nothing). Messages also expire (`ttl`) after one period.
+consumer; across ticks every message carries `not_after`, the end of its tick's window, and a
+consumer watches until then (a late or retried message gets what is left of its window, or
+nothing) and past it only while its last recording runs, for at most the recording grace (5 s):
+the timer's window is at most its period less 8 s (`handlers.timers.PROBE_WINDOW_MAX`), so that
+ends before the next tick is planned. Messages also expire (`ttl`) after one period.
 
 The queue trigger's module imports this one when the worker indexes the app (for `PROBE_QUEUE`),
 so what only reading or writing a message needs is imported inside those methods (cold start).
