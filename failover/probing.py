@@ -360,8 +360,8 @@ class _Watch:
         self.again = False  # work arrived while it ran: it goes round once more
         self.saved = False
         self.stored_view: dict[str, Any] | None = None  # what its last management API check left stored
-        first_read = _FirstRead(prober.responder.store.read_state)
-        self.read_for_db, self.read_for_arm = first_read.reader("db"), first_read.reader("arm")
+        self.first_read = _FirstRead(prober.responder.store.read_state)
+        self.read_for_db, self.read_for_arm = self.first_read.reader("db"), self.first_read.reader("arm")
 
 
 class _FirstRead:
@@ -375,6 +375,11 @@ class _FirstRead:
     written by the database side, a view's diff needs only the topology, which only management API
     checks write (and within a run no other instance checks the server), and a stale ETag costs a
     refused write and a fresh read (`Responder.save_probe_facts`). A failed read is not kept.
+
+    The run's end keeps its database bookkeeping on that first row too (`first`): in a quiet run
+    nothing else wrote the row, so the write needs no read before it; when something did (a
+    recorded signal, a changed view, an alert), its ETag refuses the write and the row is read
+    again, so nothing written meanwhile is lost.
     """
 
     def __init__(self, read: ReadState) -> None:
@@ -382,6 +387,7 @@ class _FirstRead:
         self._lock = threading.Lock()  # the other reader waits for the first one's read
         self._kinds: set[str] = set()  # the kinds of reader that have read
         self._kept: tuple[ServerState | None, str | None] | None = None  # for the other kind
+        self._first: tuple[ServerState | None, str | None] | None = None  # the run's first good read
 
     def reader(self, kind: str) -> ReadState:
         """`read_state` for one kind of reader: its first read may be the other kind's first."""
@@ -397,7 +403,14 @@ class _FirstRead:
             found = self._read(server)
             if first_of_kind and len(self._kinds) == 1:  # the run's first read of the row
                 self._kept = found
+            if self._first is None:
+                self._first = found
             return found
+
+    def first(self) -> tuple[ServerState | None, str | None] | None:
+        """The run's first good read of the row and its ETag; None when it was never read."""
+        with self._lock:
+            return self._first
 
 
 class _Fleet:
@@ -613,7 +626,9 @@ class _Fleet:
         if committed is None:
             return
         try:
-            self._prober.responder.save_probe_facts(watch.health.server, db=committed.state)
+            self._prober.responder.save_probe_facts(
+                watch.health.server, db=committed.state, known=watch.first_read.first()
+            )
         except FailoverError as error:
             log.warning(
                 "probe of server %s: could not keep the database bookkeeping: %s",

@@ -229,29 +229,76 @@ class ZoneInspector(CountingInspector):
         return replace(view, primary_zone=self.primary_zone, standby_zone=self.standby_zone)
 
 
-def test_a_quiet_run_costs_three_table_requests_per_server_whatever_its_checks():
+def test_a_quiet_run_costs_two_table_requests_per_server_whatever_its_checks():
+    quiet_runs_cost_two_requests_per_server(MemoryStore())
+
+
+def test_a_row_another_writer_changed_during_the_run_keeps_both_writes():
+    a_row_changed_during_a_run_keeps_both_writes(MemoryStore())
+
+
+def quiet_runs_cost_two_requests_per_server(store: Any) -> None:
     """The README's cost per 100 servers: each server of a quiet shard run costs 1 read shared by its
-    first database sample and its first management API check (before: one each), and a read and
-    a write keeping the database bookkeeping at the end, whatever the number of checks."""
+    first database sample and its first management API check (before: one each), and the write
+    keeping the database bookkeeping at the end, on that read's ETag (before: a read and a write),
+    whatever the number of checks. `store`: the memory store here, Table storage on Azurite in
+    tests/integration/test_probe_table_cost.py."""
     from tests.functional.test_probe_pool import FakeDatabase
 
-    store = MemoryStore()
     servers = ("pg-cost-01", "pg-cost-02", "pg-cost-03")
     inspector = CountingInspector()
-    prober = Prober(
-        responder=Responder(store=store, clock=_now, policy=Policy()),
-        clock=_now,
-        targets=lambda: tuple(_rid(s) for s in servers),
-        inspector=inspector,
-        db_probe=FakeDatabase(),
-        schedule=ProbeSchedule(window=timedelta(seconds=1.0), arm_interval=0.1, db_interval=0.05),
-    )
+    prober = _costed(store, servers, inspector, FakeDatabase())
     prober.run_once()  # the first run keeps each view
     for _ in range(2):
         before, checks = store.round_trips, sum(inspector.calls.values())
         prober.run_once()
         assert sum(inspector.calls.values()) - checks >= 5 * len(servers)
-        assert store.round_trips - before == 3 * len(servers)
+        assert store.round_trips - before == 2 * len(servers)
+
+
+def a_row_changed_during_a_run_keeps_both_writes(store: Any) -> None:
+    """The end of a run writes on the ETag of its first read: when another writer changed the row
+    meanwhile (an alert, another instance), that write is refused and made again on a fresh read,
+    so both changes are kept (one refused write and one read more than a quiet run)."""
+    from tests.functional.test_probe_pool import FakeDatabase
+
+    server = "pg-cost-04"
+
+    class Interloper(FakeDatabase):
+        armed = False
+
+        def check(self, name: str) -> DbCheck:
+            if self.armed:  # after the run's first read of the row: its first sample read it
+                self.armed = False
+                state, etag = store.read_state(name)
+                assert state is not None
+                store.commit(replace(state, signals_recorded=state.signals_recorded + 41), etag)
+            return super().check(name)
+
+    database = Interloper()
+    prober = _costed(store, (server,), CountingInspector(), database)
+    prober.run_once()
+    before, _ = store.read_state(server)
+    assert before is not None and before.db.last_ok_write_at is not None
+    database.armed, trips = True, store.round_trips
+    prober.run_once()
+    # The run's first read; the interloper's read and write; a refused write, a read, a write.
+    assert store.round_trips - trips == 1 + 2 + 3
+    after, _ = store.read_state(server)
+    assert after is not None and after.db.last_ok_write_at is not None
+    assert after.signals_recorded == before.signals_recorded + 41
+    assert after.db.last_ok_write_at > before.db.last_ok_write_at
+
+
+def _costed(store: Any, servers: tuple[str, ...], inspector: Any, database: Any) -> Prober:
+    return Prober(
+        responder=Responder(store=store, clock=_now, policy=Policy()),
+        clock=_now,
+        targets=lambda: tuple(_rid(s) for s in servers),
+        inspector=inspector,
+        db_probe=database,
+        schedule=ProbeSchedule(window=timedelta(seconds=1.0), arm_interval=0.1, db_interval=0.05),
+    )
 
 
 # (which of two instances runs, the primary zone each of its checks sees, in order)
