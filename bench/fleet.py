@@ -589,12 +589,13 @@ def _register(fleet: Stack) -> None:
     from datetime import timedelta
 
     from failover.config import Settings
+    from failover.sources.resources import flexible_server_from_resource_id
     from failover.wiring import build_runtime
 
     runtime = build_runtime(Settings.from_env({**fleet.env, "PROBE_DB": "off"}))
-    ids = tuple(fleet.env["MONITORED_SERVERS"].split(";"))
+    ids = runtime.prober.targets()
     runtime.prober.run_once(targets=ids, window=timedelta(seconds=3 * runtime.settings.probe_arm_interval))
-    names = [ref.rsplit("/", 1)[1] for ref in ids]
+    names = [server for _, server in filter(None, map(flexible_server_from_resource_id, ids))]
     with ThreadPoolExecutor(8) as pool:
         states = list(pool.map(lambda name: runtime.store.read_state(name)[0], names))
     unseen = [name for name, state in zip(names, states, strict=True) if not (state and state.topology)]
@@ -627,10 +628,8 @@ class Ticks:
 
     def measured(self, samples: Samples, *, consumers: int, servers: int) -> tuple[Phase, Phase]:
         """(cold, warm) phases of these samples."""
-        return tuple(  # type: ignore[return-value]
-            phase_of(samples, consumers=consumers, servers=servers, tick=tick, window=self.window, cpu=cpu)
-            for tick, cpu in zip((self.cold, self.warm), self.cpu, strict=True)
-        )
+        phase = partial(phase_of, samples, consumers=consumers, servers=servers, window=self.window)
+        return phase(tick=self.cold, cpu=self.cpu[0]), phase(tick=self.warm, cpu=self.cpu[1])
 
 
 def _cold_then_warm(running: Running, ticker: Ticker, size: Size) -> Ticks:
@@ -974,24 +973,24 @@ def _session_costs(runtime: Any, names: list[str]) -> SessionCosts:
 def _report_opening(result: Result, settings: Any, cold: Phase, costs: SessionCosts) -> None:
     """The first tick of new consumer processes: every session opens in its first seconds."""
     demand = cold.db_watched / settings.probe_db_interval
-    kinds = (("database", cold.db, cold.settled), ("management API", cold.arm, cold.arm_settled))
-    for kind, values, settled in kinds:
+    why = (
+        f". Its first {OPENING} s, database samples started per second (the servers call for"
+        f" {demand:.0f}/s): {', '.join(str(n) for n in cold.opening)}. A new process opens the session"
+        f" of every server it watches (all {cold.servers}) and imports the driver at its first checks;"
+        " on the bulk node, without consumers, a check that opens a session took"
+        f" {costs.ratio:.1f}x the time of one on a kept session ({costs.opened:.0f} vs"
+        f" {costs.kept:.0f} checks/s, 16 threads): here the servers' sessions start on the"
+        " consumers' own 2 cores, in Azure each server starts its own"
+    )
+    for kind, values, settled, more in (
+        ("database", cold.db, cold.settled, why),
+        ("management API", cold.arm, cold.arm_settled, ""),
+    ):
         result.add(
             f"  {kind} sample interval, 4 consumers, first tick of new processes: p50 / p99",
             f"{percentile(values, 50):.2f} s / {percentile(values, 99):.2f} s",
-            notes=f"from {OPENING} s into that window: p99 {percentile(settled, 99):.2f} s ({len(settled):,}"
-            " intervals)"
-            + (
-                f". Its first {OPENING} s, database samples started per second (the servers call for"
-                f" {demand:.0f}/s): {', '.join(str(n) for n in cold.opening)}. A new process opens the"
-                f" session of every server it watches (all {cold.servers}) and imports the driver at its"
-                " first checks; on the bulk node, without consumers, a check that opens a session took"
-                f" {costs.ratio:.1f}x the time of one on a kept session ({costs.opened:.0f} vs"
-                f" {costs.kept:.0f} checks/s, 16 threads): here the servers' sessions start on the"
-                " consumers' own 2 cores, in Azure each server starts its own"
-                if kind == "database"
-                else ""
-            ),
+            notes=f"from {OPENING} s into that window: p99 {percentile(settled, 99):.2f} s"
+            f" ({len(settled):,} intervals){more}",
         )
 
 

@@ -7,10 +7,10 @@ instance (hidden from the others while it runs) and adds instances as the queue 
 
 What it must not do: raise for a malformed or late message (it would be retried and then moved to
 the poison queue for nothing: such a message is logged and dropped), or watch past the message's
-`not_after` by more than the recording grace (the next tick's message for the same servers
-starts after that). What one server's checks
-could not do is on the report and on /api/health, never an exception; an unexpected error raises,
-and the host retries the message (within what is left of its window) up to `maxDequeueCount`.
+`not_after` by more than the recording grace (the next tick's message for the same servers starts
+after that). What one server's checks could not do is on the report and on /api/health, never an
+exception; an unexpected error raises, and the host retries the message (within what is left of
+its window) up to `maxDequeueCount`.
 """
 
 from __future__ import annotations

@@ -37,11 +37,11 @@ def _admin(pair: pgpair.PgPair, password: str) -> psycopg.Connection:
     return psycopg.connect(pair.conninfo(), password=password, autocommit=True)
 
 
-def _heartbeat(pair, password, probe_id):
+def _heartbeat(pair, password, probe_id, schema=None):
+    """(beat_at, beats) of the probe's row, in `schema` when given (else the role's search_path)."""
+    table = f"{schema}.{HEARTBEAT_TABLE}" if schema else HEARTBEAT_TABLE
     with _admin(pair, password) as conn:
-        return conn.execute(
-            f"SELECT beat_at, beats FROM {HEARTBEAT_TABLE} WHERE probe_id = %s", (probe_id,)
-        ).fetchone()
+        return conn.execute(f"SELECT beat_at, beats FROM {table} WHERE probe_id = %s", (probe_id,)).fetchone()
 
 
 def test_writable_primary_heartbeat_once_per_check_and_connection_reuse(pg_pair, pg_password):
@@ -120,11 +120,7 @@ def test_the_conninfos_own_options_are_kept_beside_the_probes_bounds(pg_pair, pg
         assert kept is not None
         assert kept.execute("SHOW search_path").fetchone() == (schema,)
         assert kept.execute("SHOW statement_timeout").fetchone() == ("1500ms",)
-        with _admin(pg_pair, pg_password) as admin:
-            row = admin.execute(
-                f"SELECT beats FROM {schema}.{HEARTBEAT_TABLE} WHERE probe_id = %s", (probe.probe_id,)
-            ).fetchone()
-        assert row == (1,)
+        assert _heartbeat(pg_pair, pg_password, probe.probe_id, schema)[1] == 1
     finally:
         probe.close()
 
@@ -153,9 +149,7 @@ def test_a_heartbeat_table_created_by_another_session_meanwhile_is_no_failed_che
         finally:
             checking.join(timeout=10)
             probe.close()
-    with _admin(pg_pair, pg_password) as admin:
-        beats = admin.execute(f"SELECT beats FROM {schema}.{HEARTBEAT_TABLE}").fetchone()
-    assert beats == (2,)
+    assert _heartbeat(pg_pair, pg_password, probe.probe_id, schema)[1] == 2
 
 
 def _until_waiting_on_a_lock(pair: pgpair.PgPair, password: str) -> None:
