@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from failover.model import Incident
     from failover.ports import DatabaseProbe, IncidentStore, ServerInspector, TopologyCache
     from failover.probing import Prober
+    from failover.shard_claims import ShardClaims
     from failover.verification import Step
     from failover.verifying import Verifying
 
@@ -49,12 +51,27 @@ class Runtime:
     db_probe: DatabaseProbe | None = None
     _prober: Prober | None = field(default=None, repr=False)
     _shard_queue: ShardQueue | None = field(default=None, repr=False)
+    _shard_claims: ShardClaims | None = field(default=None, repr=False)
+    # Queue messages run on several threads at once: one prober (its sessions) and one memory of
+    # claimed shards per instance, whichever message comes first.
+    _building: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def prober(self) -> Prober:
-        if self._prober is None:
-            self._prober = build_prober(self)
-        return self._prober
+        with self._building:
+            if self._prober is None:
+                self._prober = build_prober(self)
+            return self._prober
+
+    @property
+    def shard_claims(self) -> ShardClaims:
+        """Which shard each probe queue message watches (`failover.shard_claims`), built on first use."""
+        from failover.shard_claims import ShardClaims
+
+        with self._building:
+            if self._shard_claims is None:
+                self._shard_claims = ShardClaims(self.store.side_rows())
+            return self._shard_claims
 
     @property
     def shard_queue(self) -> ShardQueue:

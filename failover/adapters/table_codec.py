@@ -17,6 +17,8 @@ Partition `~outbox`: `{due time}~{server}~{target}` pointers to pending work (an
 Partitions `~digest~{YYYYMMDD}` and `~pace`: zone-outage digests and channel post slots
   (`failover.digesting`), reached through `side_rows()`.
 Partition `~probe`: `{server}` what the last probe run could and could not check (for /api/health).
+Partition `~shards`: `{shard index, 4 digits}` the tick a probe shard was last claimed for and the
+  queue message that holds it (`failover.shard_claims`), reached through `side_rows()`.
 
 Size: over 400 lines because the whole Table layout (every key, every entity) is kept in one
 place, so no other module builds a row key.

@@ -19,6 +19,7 @@ import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from failover.probing import ProbeReport
 from failover.shards import PROBE_QUEUE, Shard
 from local.runner import FunctionHost, QueueOptions
 from local.services import azurite_connection_string
@@ -197,3 +198,58 @@ def test_a_late_or_malformed_shard_message_is_dropped_without_watching():
     assert late.window_at(now + timedelta(seconds=1), timedelta(seconds=50)) is None
     with pytest.raises(ValueError):
         Shard.from_json('{"v": 1, "shard": 0, "of": 1, "targets": ["/not/a/server"]}')
+
+
+def _shard_message(shard: Shard, message_id: str) -> func.QueueMessage:
+    return func.QueueMessage(id=message_id, body=shard.to_json().encode())
+
+
+def test_an_instance_takes_back_the_shard_it_watched_whichever_message_it_gets(
+    storage, table_name, monkeypatch
+):
+    """Two instances (two runtimes on one Azurite table) swap messages between ticks: each watches
+    the servers it watched before, through the real Table client's claims; a retried message
+    watches what it claimed, and a message more than the tick has shards watches nothing."""
+    from failover.shards import plan
+
+    ids = tuple(
+        f"{SUBSCRIPTION}/providers/microsoft.dbforpostgresql/flexibleservers/pg-aff-{n}" for n in range(6)
+    )
+    env = {"AzureWebJobsStorage": storage, "FAILOVER_TABLE": table_name, "MONITORED_SERVERS": ";".join(ids)}
+    watched: list[tuple[str, tuple[str, ...]]] = []
+
+    def instance(name: str):
+        runtime = app.install({**env, "PROBE_DB": "off"})
+
+        def noted(*, targets, window):
+            watched.append((name, tuple(targets)))
+            return ProbeReport()
+
+        monkeypatch.setattr(runtime.prober, "run_once", noted)
+        return runtime
+
+    def deliver(*messages) -> list[tuple[str, tuple[str, ...]]]:
+        """Each (instance, shard, message id) in turn, as the host calls the function; what ran."""
+        watched.clear()
+        for runtime, shard, message_id in messages:
+            app.set_runtime(runtime)
+            app.call("probe_shard", message=_shard_message(shard, message_id))
+        return list(watched)
+
+    a, b = instance("a"), instance("b")
+    now = datetime.now(timezone.utc)
+    first, second = (
+        plan(ids, shard_size=3, issued_at=at, window=timedelta(seconds=50))
+        for at in (now, now + timedelta(seconds=1))
+    )
+    try:
+        ran = deliver((a, first[0], "t1-0"), (b, first[1], "t1-1"))
+        assert ran == [("a", first[0].targets), ("b", first[1].targets)]
+        # Next tick the host hands a the message of b's shard first, and b the other one.
+        ran = deliver((a, second[1], "t2-1"), (b, second[0], "t2-0"))
+        assert ran == [("a", second[0].targets), ("b", second[1].targets)]
+        # The host's retry of b's message, then one message more than the tick has shards.
+        ran = deliver((b, second[0], "t2-0"), (b, second[0], "t2-extra"))
+        assert ran == [("b", second[1].targets)]
+    finally:
+        app.set_runtime(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +21,7 @@ from bench.fleet import (
     _Timed,
     boundary_gaps,
     intervals,
+    kept_by_their_consumer,
     phase_of,
     read_samples,
 )
@@ -182,3 +184,19 @@ def test_session_costs_stop_when_a_check_fails_and_are_measured_when_none_does(m
     costs = _session_costs(runtime, names)
     assert costs.opened > 0 and costs.kept > 0 and costs.ratio == costs.kept / costs.opened
     assert all(probe.closed and len(probe.checked) == 12 for probe in made)  # its sessions closed
+
+
+def test_a_server_counts_as_kept_only_when_its_one_consumer_sampled_it_in_both_ticks():
+    def consumer(*samples: tuple[str, float]) -> Samples:
+        noted = Samples()
+        for server, at in samples:
+            noted.add("db", server, at)
+        return noted
+
+    per_consumer = [
+        consumer(("kept", 1.0), ("kept", 11.0), ("moved", 2.0), ("shared", 3.0), ("shared", 12.0)),
+        consumer(("moved", 12.0), ("shared", 13.0), ("new", 14.0), ("gone", 4.0)),
+    ]
+    # Second tick: kept (same consumer), moved (other one), shared (both), new (not seen before).
+    assert kept_by_their_consumer(per_consumer, 0.0, 10.0, 5.0) == 1 / 4
+    assert math.isnan(kept_by_their_consumer(per_consumer, 0.0, 30.0, 5.0))
