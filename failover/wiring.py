@@ -52,16 +52,15 @@ class Runtime:
     _prober: Prober | None = field(default=None, repr=False)
     _shard_queue: ShardQueue | None = field(default=None, repr=False)
     _shard_claims: ShardClaims | None = field(default=None, repr=False)
-    # Queue messages run on several threads at once: one prober (its sessions) and one memory of
-    # claimed shards per instance, whichever message comes first.
+    # Queue messages run on several threads at once: one memory of claimed shards per instance,
+    # whichever message comes first (two would each forget the other's shards).
     _building: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def prober(self) -> Prober:
-        with self._building:
-            if self._prober is None:
-                self._prober = build_prober(self)
-            return self._prober
+        if self._prober is None:
+            self._prober = build_prober(self)
+        return self._prober
 
     @property
     def shard_claims(self) -> ShardClaims:

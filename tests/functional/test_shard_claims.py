@@ -168,3 +168,35 @@ def claims_cost_three_requests_a_message(store: Any) -> None:
 
 def test_a_claim_costs_three_table_requests_a_message():
     claims_cost_three_requests_a_message(MemoryStore())
+
+
+def test_messages_starting_together_on_a_new_instance_share_one_memory_of_their_shards():
+    """The first messages of a new instance run on several threads at once; a memory built by each
+    would forget the others' shards next tick."""
+    import threading
+    import time
+
+    from failover.config import Settings
+    from failover.service import Responder
+    from failover.wiring import Runtime
+
+    class SlowStore(MemoryStore):
+        def side_rows(self) -> SideRows:
+            time.sleep(0.05)  # room for every thread to find no memory built yet
+            return super().side_rows()
+
+    store = SlowStore()
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    runtime = Runtime(settings, store, Responder(store=store, clock=lambda: TICK))  # type: ignore[arg-type]
+    start, built = threading.Barrier(6), []
+
+    def first_message() -> None:
+        start.wait()
+        built.append(runtime.shard_claims)
+
+    threads = [threading.Thread(target=first_message) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 6 and all(claims is built[0] for claims in built)
