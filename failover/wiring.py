@@ -52,15 +52,17 @@ class Runtime:
     _prober: Prober | None = field(default=None, repr=False)
     _shard_queue: ShardQueue | None = field(default=None, repr=False)
     _shard_claims: ShardClaims | None = field(default=None, repr=False)
-    # Queue messages run on several threads at once: one memory of claimed shards per instance,
-    # whichever message comes first (two would each forget the other's shards).
+    # Queue messages run on several threads at once: one prober (its management API listing, its
+    # maintenance reads, the servers' addresses) and one memory of claimed shards per instance,
+    # whichever message comes first (two would each forget what the other learnt).
     _building: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def prober(self) -> Prober:
-        if self._prober is None:
-            self._prober = build_prober(self)
-        return self._prober
+        with self._building:
+            if self._prober is None:
+                self._prober = build_prober(self)
+            return self._prober
 
     @property
     def shard_claims(self) -> ShardClaims:

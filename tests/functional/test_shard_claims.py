@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -170,33 +171,41 @@ def test_a_claim_costs_three_table_requests_a_message():
     claims_cost_three_requests_a_message(MemoryStore())
 
 
-def test_messages_starting_together_on_a_new_instance_share_one_memory_of_their_shards():
-    """The first messages of a new instance run on several threads at once; a memory built by each
-    would forget the others' shards next tick."""
+@pytest.mark.parametrize("part", ["shard_claims", "prober"])
+def test_messages_starting_together_on_a_new_instance_share_one_memory(part, monkeypatch):
+    """The first messages of a new instance run on several threads at once; a memory of claimed
+    shards (or a prober: its listing, maintenance reads and addresses) built by each would forget
+    what the others learnt."""
     import threading
     import time
 
+    from failover import wiring
     from failover.config import Settings
     from failover.service import Responder
-    from failover.wiring import Runtime
+
+    def slowly(build: Callable[..., Any]) -> Callable[..., Any]:
+        def built(*args: Any) -> Any:
+            time.sleep(0.05)  # room for every thread to find nothing built yet
+            return build(*args)
+
+        return built
 
     class SlowStore(MemoryStore):
-        def side_rows(self) -> SideRows:
-            time.sleep(0.05)  # room for every thread to find no memory built yet
-            return super().side_rows()
+        side_rows = slowly(MemoryStore.side_rows)
 
+    monkeypatch.setattr(wiring, "build_prober", slowly(wiring.build_prober))
     store = SlowStore()
     settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
-    runtime = Runtime(settings, store, Responder(store=store, clock=lambda: TICK))  # type: ignore[arg-type]
+    runtime = wiring.Runtime(settings, store, Responder(store=store, clock=lambda: TICK))  # type: ignore[arg-type]
     start, built = threading.Barrier(6), []
 
     def first_message() -> None:
         start.wait()
-        built.append(runtime.shard_claims)
+        built.append(getattr(runtime, part))
 
     threads = [threading.Thread(target=first_message) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(built) == 6 and all(claims is built[0] for claims in built)
+    assert len(built) == 6 and all(one is built[0] for one in built)
