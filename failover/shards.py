@@ -32,6 +32,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 PROBE_QUEUE = "probe-shards"  # the queue the timer fills and `handlers.queues.probe_shard` drains
 MIN_WINDOW = timedelta(seconds=2)  # a message with less of its window left is not worth starting
@@ -127,6 +128,7 @@ def preference(free: Iterable[int], shard: Shard, recent: frozenset[str]) -> lis
     return sorted(free, key=lambda i: (-len(recent.intersection(shard.plan[i])), i != shard.index, i))
 
 
+@lru_cache(maxsize=1)  # every message of a tick carries the one plan: packed once, not per message
 def _packed(shards: tuple[tuple[str, ...], ...]) -> str:
     import base64
     import zlib
