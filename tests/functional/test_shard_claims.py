@@ -209,3 +209,18 @@ def test_messages_starting_together_on_a_new_instance_share_one_memory(part, mon
     for thread in threads:
         thread.join()
     assert len(built) == 6 and all(one is built[0] for one in built)
+
+
+def test_claims_that_keep_moving_raise_for_the_hosts_retry():
+    """Each write lost to another writer: after one more try than the tick has shards the message
+    fails, and the host takes it again (within what is left of its window)."""
+    from failover.errors import ConcurrencyConflictError
+
+    store = MemoryStore()
+    shards = plan(IDS[:6], shard_size=3, issued_at=TICK, window=PERIOD)
+    store.fail_next("side_create", times=len(shards) + 1, error=ConcurrencyConflictError("lost"))
+    trips = store.round_trips
+    with pytest.raises(ConcurrencyConflictError):
+        ShardClaims(store.side_rows()).take(shards[0], "m")
+    assert store.round_trips - trips == 3 * (len(shards) + 1)
+    assert store.side_rows().query(PARTITION, "") == []
